@@ -1,0 +1,1 @@
+"""Reservoir: a distributed read cache for datasets and models in object storage."""

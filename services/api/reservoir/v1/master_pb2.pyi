@@ -1,0 +1,260 @@
+from reservoir.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DatasetPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATASET_PHASE_UNSPECIFIED: _ClassVar[DatasetPhase]
+    DATASET_PHASE_PENDING: _ClassVar[DatasetPhase]
+    DATASET_PHASE_READY: _ClassVar[DatasetPhase]
+    DATASET_PHASE_FAILED: _ClassVar[DatasetPhase]
+    DATASET_PHASE_DELETING: _ClassVar[DatasetPhase]
+DATASET_PHASE_UNSPECIFIED: DatasetPhase
+DATASET_PHASE_PENDING: DatasetPhase
+DATASET_PHASE_READY: DatasetPhase
+DATASET_PHASE_FAILED: DatasetPhase
+DATASET_PHASE_DELETING: DatasetPhase
+
+class WorkerInfo(_message.Message):
+    __slots__ = ("worker_id", "address", "tiers", "registered_unix_ms")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    address: str
+    tiers: _containers.RepeatedCompositeFieldContainer[_types_pb2.TierUsage]
+    registered_unix_ms: int
+    def __init__(self, worker_id: _Optional[str] = ..., address: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[_types_pb2.TierUsage, _Mapping]]] = ..., registered_unix_ms: _Optional[int] = ...) -> None: ...
+
+class RegisterWorkerRequest(_message.Message):
+    __slots__ = ("worker_id", "address", "tiers")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    address: str
+    tiers: _containers.RepeatedCompositeFieldContainer[_types_pb2.TierUsage]
+    def __init__(self, worker_id: _Optional[str] = ..., address: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[_types_pb2.TierUsage, _Mapping]]] = ...) -> None: ...
+
+class RegisterWorkerResponse(_message.Message):
+    __slots__ = ("lease_id", "lease_ttl_seconds")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    lease_id: int
+    lease_ttl_seconds: int
+    def __init__(self, lease_id: _Optional[int] = ..., lease_ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("worker_id", "lease_id", "tiers")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    lease_id: int
+    tiers: _containers.RepeatedCompositeFieldContainer[_types_pb2.TierUsage]
+    def __init__(self, worker_id: _Optional[str] = ..., lease_id: _Optional[int] = ..., tiers: _Optional[_Iterable[_Union[_types_pb2.TierUsage, _Mapping]]] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWorkersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListWorkersResponse(_message.Message):
+    __slots__ = ("workers",)
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
+    def __init__(self, workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ...) -> None: ...
+
+class Dataset(_message.Message):
+    __slots__ = ("name", "mount_uri", "options", "block_size", "phase", "file_count", "total_bytes", "cached_bytes", "origin_bytes_read", "created_unix_ms", "synced_unix_ms", "message")
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MOUNT_URI_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    FILE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CACHED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_BYTES_READ_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    SYNCED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    mount_uri: str
+    options: _containers.ScalarMap[str, str]
+    block_size: int
+    phase: DatasetPhase
+    file_count: int
+    total_bytes: int
+    cached_bytes: int
+    origin_bytes_read: int
+    created_unix_ms: int
+    synced_unix_ms: int
+    message: str
+    def __init__(self, name: _Optional[str] = ..., mount_uri: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., block_size: _Optional[int] = ..., phase: _Optional[_Union[DatasetPhase, str]] = ..., file_count: _Optional[int] = ..., total_bytes: _Optional[int] = ..., cached_bytes: _Optional[int] = ..., origin_bytes_read: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., synced_unix_ms: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class CreateDatasetRequest(_message.Message):
+    __slots__ = ("name", "mount_uri", "options", "block_size")
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MOUNT_URI_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    mount_uri: str
+    options: _containers.ScalarMap[str, str]
+    block_size: int
+    def __init__(self, name: _Optional[str] = ..., mount_uri: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., block_size: _Optional[int] = ...) -> None: ...
+
+class CreateDatasetResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: Dataset
+    def __init__(self, dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
+
+class GetDatasetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetDatasetResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: Dataset
+    def __init__(self, dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
+
+class ListDatasetsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListDatasetsResponse(_message.Message):
+    __slots__ = ("datasets",)
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    datasets: _containers.RepeatedCompositeFieldContainer[Dataset]
+    def __init__(self, datasets: _Optional[_Iterable[_Union[Dataset, _Mapping]]] = ...) -> None: ...
+
+class DeleteDatasetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteDatasetResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SyncDatasetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class SyncDatasetResponse(_message.Message):
+    __slots__ = ("dataset", "added", "changed", "removed")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    dataset: Dataset
+    added: int
+    changed: int
+    removed: int
+    def __init__(self, dataset: _Optional[_Union[Dataset, _Mapping]] = ..., added: _Optional[int] = ..., changed: _Optional[int] = ..., removed: _Optional[int] = ...) -> None: ...
+
+class ListDirectoryRequest(_message.Message):
+    __slots__ = ("dataset", "path")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    path: str
+    def __init__(self, dataset: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class ListDirectoryResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[_types_pb2.DirEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[_types_pb2.DirEntry, _Mapping]]] = ...) -> None: ...
+
+class StatPathRequest(_message.Message):
+    __slots__ = ("dataset", "path")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    path: str
+    def __init__(self, dataset: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class StatPathResponse(_message.Message):
+    __slots__ = ("entry",)
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    entry: _types_pb2.DirEntry
+    def __init__(self, entry: _Optional[_Union[_types_pb2.DirEntry, _Mapping]] = ...) -> None: ...
+
+class GetBlockLocationsRequest(_message.Message):
+    __slots__ = ("dataset", "path")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    path: str
+    def __init__(self, dataset: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class BlockLocation(_message.Message):
+    __slots__ = ("index", "offset", "length", "holders", "fill_worker")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    HOLDERS_FIELD_NUMBER: _ClassVar[int]
+    FILL_WORKER_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    offset: int
+    length: int
+    holders: _containers.RepeatedScalarFieldContainer[str]
+    fill_worker: str
+    def __init__(self, index: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., holders: _Optional[_Iterable[str]] = ..., fill_worker: _Optional[str] = ...) -> None: ...
+
+class GetBlockLocationsResponse(_message.Message):
+    __slots__ = ("file", "block_size", "blocks")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    file: _types_pb2.FileInfo
+    block_size: int
+    blocks: _containers.RepeatedCompositeFieldContainer[BlockLocation]
+    def __init__(self, file: _Optional[_Union[_types_pb2.FileInfo, _Mapping]] = ..., block_size: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockLocation, _Mapping]]] = ...) -> None: ...
+
+class ReportBlocksRequest(_message.Message):
+    __slots__ = ("worker_id", "added", "removed")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    added: _containers.RepeatedCompositeFieldContainer[_types_pb2.BlockKey]
+    removed: _containers.RepeatedCompositeFieldContainer[_types_pb2.BlockKey]
+    def __init__(self, worker_id: _Optional[str] = ..., added: _Optional[_Iterable[_Union[_types_pb2.BlockKey, _Mapping]]] = ..., removed: _Optional[_Iterable[_Union[_types_pb2.BlockKey, _Mapping]]] = ...) -> None: ...
+
+class ReportBlocksResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,27 @@
+"""The client side of Reservoir: the library, and (in submodules) the command line."""
+
+from reservoir.client.client import Client
+from reservoir.client.types import Dataset, FileStat, SyncResult, Tier, Worker
+from reservoir.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ReservoirError,
+    Unavailable,
+)
+
+__all__ = [
+    "AlreadyExists",
+    "Client",
+    "Dataset",
+    "FailedPrecondition",
+    "FileStat",
+    "InvalidArgument",
+    "NotFound",
+    "ReservoirError",
+    "SyncResult",
+    "Tier",
+    "Unavailable",
+    "Worker",
+]

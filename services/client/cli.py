@@ -1,0 +1,299 @@
+"""The `reservoir` command: start the services and drive the system.
+
+The sub-commands and their output are a contract (DESIGN.md): scripts use them. A
+user error prints one line on stderr and exits 1; bad usage exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from reservoir import paths
+from reservoir.client import output
+from reservoir.client.client import Client, default_master
+from reservoir.errors import InvalidArgument, ReservoirError
+from reservoir.units import format_size, parse_size
+
+Command = Callable[[argparse.Namespace], int | None]
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _option(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
+
+
+def _default_data_dir(port: int) -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "reservoir" / f"up-{port}"
+
+
+def _print(args: argparse.Namespace, value: object, text: Callable[[], str]) -> None:
+    print(output.as_json(value) if args.json else text())
+
+
+# -- services ------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from reservoir.client.local_cluster import UpConfig, up
+
+    config = UpConfig(
+        data_dir=args.data_dir or _default_data_dir(args.port),
+        workers=args.workers,
+        port=args.port,
+        etcd=args.etcd or "",
+        mem_quota=args.mem_quota,
+        disk_quota=args.disk_quota,
+    )
+    return up(config, say=lambda line: print(line, flush=True))
+
+
+def _serve_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def cmd_master(args: argparse.Namespace) -> None:
+    from reservoir.master.main import MasterConfig, serve
+
+    _serve_logging()
+    config = MasterConfig(
+        listen=args.listen,
+        etcd=args.etcd,
+        advertise=args.advertise or "",
+        leader_ttl=args.leader_ttl,
+        worker_ttl=args.worker_ttl,
+    )
+    asyncio.run(serve(config))
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from reservoir.worker.main import WorkerConfig, serve
+
+    _serve_logging()
+    config = WorkerConfig(
+        master=args.master or default_master(),
+        listen=args.listen,
+        cache_dir=args.cache_dir,
+        advertise=args.advertise or "",
+        mem_quota=args.mem_quota,
+        disk_quota=args.disk_quota,
+    )
+    asyncio.run(serve(config))
+
+
+# -- datasets and files --------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.master or default_master())
+
+
+def cmd_dataset_create(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        d = client.create_dataset(
+            args.name, args.mount, dict(args.option or []), block_size=args.block_size
+        )
+    _print(
+        args,
+        d,
+        lambda: f"created {d.name}: {d.file_count} files, {format_size(d.total_bytes)}",
+    )
+
+
+def cmd_dataset_list(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        items = client.datasets()
+    _print(args, items, lambda: output.datasets(items))
+
+
+def cmd_dataset_get(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        d = client.dataset(args.name)
+    _print(args, d, lambda: output.dataset(d))
+
+
+def cmd_dataset_sync(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        result = client.sync_dataset(args.name)
+    _print(args, result, lambda: output.synced(result))
+
+
+def cmd_dataset_delete(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        client.delete_dataset(args.name)
+    _print(args, {"deleted": args.name}, lambda: f"deleted {args.name}")
+
+
+def cmd_ls(args: argparse.Namespace) -> None:
+    name, path = paths.split_target(args.target)
+    with _client(args) as client:
+        entries = client.ls(name, path)
+    _print(args, entries, lambda: output.listing(entries))
+
+
+def cmd_stat(args: argparse.Namespace) -> None:
+    name, path = paths.split_target(args.target)
+    with _client(args) as client:
+        entry = client.stat(name, path)
+    _print(args, entry, lambda: output.stat(entry))
+
+
+def cmd_workers(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        items = client.workers()
+    _print(args, items, lambda: output.workers(items))
+
+
+# -- the parser ----------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    # Global options work before or after the sub-command.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--master",
+        default=argparse.SUPPRESS,
+        metavar="HOST:PORT",
+        help="the master (several: comma-separated); else $RESERVOIR_MASTER, else 127.0.0.1:19700",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+    top = argparse.ArgumentParser(
+        prog="reservoir",
+        description="Reservoir: a distributed read cache for datasets in object storage.",
+        parents=[common],
+    )
+    top.set_defaults(master=None, json=False)
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str,
+        run: Command,
+        help: str,
+        where: argparse._SubParsersAction = commands,  # type: ignore[type-arg]
+        parents: Sequence[argparse.ArgumentParser] = (),
+    ) -> argparse.ArgumentParser:
+        sub = where.add_parser(name, help=help, description=help, parents=[common, *parents])
+        sub.set_defaults(run=run)
+        return sub
+
+    quotas = argparse.ArgumentParser(add_help=False)
+    quotas.add_argument(
+        "--mem-quota",
+        type=_size,
+        default=1024**3,
+        metavar="SIZE",
+        help="memory tier (default 1GiB)",
+    )
+    quotas.add_argument(
+        "--disk-quota",
+        type=_size,
+        default=10 * 1024**3,
+        metavar="SIZE",
+        help="disk tier (default 10GiB)",
+    )
+
+    up = command(
+        "up", cmd_up, "run a whole cluster on this machine, in the foreground", parents=[quotas]
+    )
+    up.add_argument(
+        "--workers", type=int, default=2, metavar="N", help="workers to start (default 2)"
+    )
+    up.add_argument(
+        "--port", type=int, default=19700, metavar="P", help="the master's port (default 19700)"
+    )
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="state and logs (default ~/.local/state/reservoir/up-P)",
+    )
+    up.add_argument("--etcd", metavar="URL", help="use this etcd instead of starting one")
+
+    master = command("master", cmd_master, "run a master")
+    master.add_argument("--listen", default="127.0.0.1:19700", metavar="HOST:PORT")
+    master.add_argument(
+        "--etcd", required=True, metavar="URL", help="etcd endpoints, comma-separated"
+    )
+    master.add_argument(
+        "--advertise", metavar="HOST:PORT", help="address others reach it at (default --listen)"
+    )
+    master.add_argument(
+        "--leader-ttl", type=int, default=5, metavar="S", help="leader lease, seconds (default 5)"
+    )
+    master.add_argument(
+        "--worker-ttl", type=int, default=10, metavar="S", help="worker lease, seconds (default 10)"
+    )
+
+    worker = command("worker", cmd_worker, "run a worker", parents=[quotas])
+    worker.add_argument("--listen", required=True, metavar="HOST:PORT")
+    worker.add_argument("--cache-dir", required=True, type=Path, metavar="DIR")
+    worker.add_argument(
+        "--advertise", metavar="HOST:PORT", help="address others reach it at (default --listen)"
+    )
+
+    dataset = command("dataset", lambda a: None, "create, list, inspect, sync and delete datasets")
+    actions = dataset.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = command(
+        "create", cmd_dataset_create, "record a dataset over an under-storage", actions
+    )
+    create.add_argument("name", metavar="NAME")
+    create.add_argument(
+        "--mount", required=True, metavar="URI", help="s3://bucket/prefix or file:///absolute/dir"
+    )
+    create.add_argument(
+        "--option",
+        type=_option,
+        action="append",
+        metavar="KEY=VALUE",
+        help="under-storage option, repeatable: endpoint, region, access_key_id, "
+        "secret_access_key, session_token, anonymous",
+    )
+    create.add_argument(
+        "--block-size", type=_size, default=0, metavar="SIZE", help="block size (default 64MiB)"
+    )
+    command("list", cmd_dataset_list, "list datasets", actions)
+    for name, run, what in (
+        ("get", cmd_dataset_get, "show a dataset: phase, files, size, cached bytes"),
+        ("sync", cmd_dataset_sync, "list the under-storage again, record changes"),
+        ("delete", cmd_dataset_delete, "forget a dataset and everything it owns"),
+    ):
+        command(name, run, what, actions).add_argument("name", metavar="NAME")
+
+    command("ls", cmd_ls, "list a directory of a dataset").add_argument(
+        "target", metavar="NAME[/PATH]"
+    )
+    command("stat", cmd_stat, "show a file or directory").add_argument(
+        "target", metavar="NAME/PATH"
+    )
+    command("workers", cmd_workers, "list live workers and their tiers")
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except ReservoirError as exc:
+        print(f"reservoir: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

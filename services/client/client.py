@@ -1,0 +1,92 @@
+"""`Client`: the Python face of a Reservoir cluster.
+
+    client = Client()                       # RESERVOIR_MASTER, else 127.0.0.1:19700
+    client.create_dataset("models", "s3://bucket/models", {"region": "eu-west-1"})
+    for entry in client.ls("models"):
+        print(entry.path, entry.size)
+
+Every method raises `reservoir.errors` (NotFound, InvalidArgument, ...), never gRPC
+errors, and returns the dataclasses of `reservoir.client.types`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from reservoir import paths
+from reservoir.client import types
+from reservoir.rpc.master_client import DEFAULT_MASTER, MasterClient
+from reservoir.v1 import master_pb2 as pb
+
+
+def default_master() -> str:
+    return os.environ.get("RESERVOIR_MASTER") or DEFAULT_MASTER
+
+
+class Client:
+    def __init__(self, master: str | Sequence[str] | None = None) -> None:
+        """`master`: HOST:PORT, or several of them (comma-separated or a list)."""
+        self._master = MasterClient(master or default_master())
+
+    # -- datasets ----------------------------------------------------------------
+
+    def create_dataset(
+        self,
+        name: str,
+        mount: str,
+        options: Mapping[str, str] | None = None,
+        *,
+        block_size: int = 0,
+    ) -> types.Dataset:
+        """Record a dataset over `mount` (s3://bucket/prefix or file:///dir), listed once."""
+        request = pb.CreateDatasetRequest(
+            name=name, mount_uri=mount, options=dict(options or {}), block_size=block_size
+        )
+        # Listing a large bucket takes a while: allow minutes, not the default.
+        return types.dataset(self._master.call("CreateDataset", request, timeout=600).dataset)
+
+    def dataset(self, name: str) -> types.Dataset:
+        return types.dataset(
+            self._master.call("GetDataset", pb.GetDatasetRequest(name=name)).dataset
+        )
+
+    def datasets(self) -> list[types.Dataset]:
+        answer = self._master.call("ListDatasets", pb.ListDatasetsRequest())
+        return [types.dataset(d) for d in answer.datasets]
+
+    def sync_dataset(self, name: str) -> types.SyncResult:
+        """List the under-storage again and record what changed."""
+        answer = self._master.call("SyncDataset", pb.SyncDatasetRequest(name=name), timeout=600)
+        return types.SyncResult(
+            types.dataset(answer.dataset), answer.added, answer.changed, answer.removed
+        )
+
+    def delete_dataset(self, name: str) -> None:
+        self._master.call("DeleteDataset", pb.DeleteDatasetRequest(name=name))
+
+    # -- files -------------------------------------------------------------------
+
+    def ls(self, dataset: str, path: str = "") -> list[types.FileStat]:
+        """Entries of directory `path` of `dataset` (the file itself if `path` is one)."""
+        request = pb.ListDirectoryRequest(dataset=dataset, path=paths.normalize(path))
+        return [types.file_stat(e) for e in self._master.call("ListDirectory", request).entries]
+
+    def stat(self, dataset: str, path: str) -> types.FileStat:
+        request = pb.StatPathRequest(dataset=dataset, path=paths.normalize(path))
+        return types.file_stat(self._master.call("StatPath", request).entry)
+
+    # -- cluster -----------------------------------------------------------------
+
+    def workers(self) -> list[types.Worker]:
+        answer = self._master.call("ListWorkers", pb.ListWorkersRequest())
+        return [types.worker(w) for w in answer.workers]
+
+    def close(self) -> None:
+        self._master.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,123 @@
+"""How the command line shows things: aligned text for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from reservoir.client.types import Dataset, FileStat, SyncResult, Worker
+from reservoir.units import format_size
+
+
+def as_json(value: Any) -> str:
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            out = dataclasses.asdict(v)
+            if isinstance(v, Dataset):
+                out["cached_percent"] = round(v.cached_percent, 2)
+            return out
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        return v
+
+    return json.dumps(plain(value), indent=2)
+
+
+def when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else "-"
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def datasets(items: list[Dataset]) -> str:
+    if not items:
+        return "no datasets"
+    rows = [["NAME", "PHASE", "FILES", "TOTAL", "CACHED", "MOUNT"]]
+    rows += [
+        [
+            d.name,
+            d.phase,
+            str(d.file_count),
+            format_size(d.total_bytes),
+            f"{d.cached_percent:.1f}%",
+            d.mount,
+        ]
+        for d in items
+    ]
+    return table(rows)
+
+
+def dataset(d: Dataset) -> str:
+    fields = [
+        ("name", d.name),
+        ("mount", d.mount),
+        ("phase", d.phase + (f" ({d.message})" if d.message else "")),
+        ("files", str(d.file_count)),
+        ("total", f"{format_size(d.total_bytes)} ({d.total_bytes} bytes)"),
+        ("cached", f"{format_size(d.cached_bytes)} ({d.cached_percent:.1f}%)"),
+        ("origin read", format_size(d.origin_bytes_read)),
+        ("block size", format_size(d.block_size)),
+        ("options", ", ".join(f"{k}={v}" for k, v in sorted(d.options.items())) or "-"),
+        ("created", when(d.created_ms)),
+        ("synced", when(d.synced_ms)),
+    ]
+    return "\n".join(f"{k + ':':<13}{v}" for k, v in fields)
+
+
+def synced(result: SyncResult) -> str:
+    d = result.dataset
+    return (
+        f"synced {d.name}: {result.added} added, {result.changed} changed, "
+        f"{result.removed} removed; {d.file_count} files, {format_size(d.total_bytes)}"
+    )
+
+
+def listing(entries: list[FileStat]) -> str:
+    rows = [
+        ["DIR", "-", "-", e.name + "/"]
+        if e.is_dir
+        else ["FILE", format_size(e.size), when(e.mtime_ms), e.name]
+        for e in entries
+    ]
+    return table(rows) if rows else ""
+
+
+def stat(e: FileStat) -> str:
+    fields = [("path", e.path or "/"), ("type", "directory" if e.is_dir else "file")]
+    if not e.is_dir:
+        fields += [
+            ("size", f"{e.size} ({format_size(e.size)})"),
+            ("version", e.version),
+            ("modified", when(e.mtime_ms)),
+        ]
+    return "\n".join(f"{k + ':':<10}{v}" for k, v in fields)
+
+
+def workers(items: list[Worker]) -> str:
+    if not items:
+        return "no workers"
+    rows = [["ID", "ADDRESS", "MEM (used/capacity)", "DISK (used/capacity)", "SINCE"]]
+    for w in sorted(items, key=lambda w: w.address):
+        tiers = {
+            t.name: f"{format_size(t.used_bytes)} / {format_size(t.capacity_bytes)}"
+            for t in w.tiers
+        }
+        rows.append(
+            [
+                w.worker_id,
+                w.address,
+                tiers.get("MEM", "-"),
+                tiers.get("DISK", "-"),
+                when(w.registered_ms),
+            ]
+        )
+    return table(rows)

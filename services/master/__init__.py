@@ -1,0 +1,1 @@
+"""The master: metadata authority, all state in etcd, one elected leader."""

@@ -1,0 +1,6 @@
+"""Metadata storage: a small key-value seam (`KV`) with etcd behind it."""
+
+from reservoir.meta.etcd import EtcdKV
+from reservoir.meta.kv import KV, GuardFailed
+
+__all__ = ["KV", "EtcdKV", "GuardFailed"]

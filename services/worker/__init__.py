@@ -1,0 +1,1 @@
+"""The worker: the data plane, caching blocks in memory and disk tiers."""

@@ -1,0 +1,3 @@
+"""Shared fixtures: real etcd, real S3-protocol server, real service processes."""
+
+pytest_plugins = ["tests.fixtures.mesh", "tests.fixtures.s3"]
