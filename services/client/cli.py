@@ -181,7 +181,6 @@ def parser() -> argparse.ArgumentParser:
         description="Reservoir: a distributed read cache for datasets in object storage.",
         parents=[common],
     )
-    top.set_defaults(master=None, json=False)
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
@@ -288,8 +287,17 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser().parse_args(argv)
+    # Set here, not as parser defaults: the parsers share these options' actions, so a
+    # default on one would overwrite a value given to another.
+    args.master = getattr(args, "master", None)
+    args.json = getattr(args, "json", False)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
     try:
         return args.run(args) or 0
     except ReservoirError as exc:
