@@ -18,6 +18,7 @@ from reservoir import paths
 from reservoir.client import output
 from reservoir.client.client import Client, default_master
 from reservoir.errors import InvalidArgument, ReservoirError
+from reservoir.rpc.telemetry import setup_tracing
 from reservoir.units import format_size, parse_size
 
 Command = Callable[[argparse.Namespace], int | None]
@@ -299,6 +300,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     try:
+        setup_tracing(f"reservoir-{args.command}")
         return args.run(args) or 0
     except ReservoirError as exc:
         print(f"reservoir: {exc}", file=sys.stderr)

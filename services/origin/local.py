@@ -30,8 +30,8 @@ import stat
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from reservoir.errors import FailedPrecondition, InvalidArgument, NotFound
-from reservoir.origin.base import ObjectInfo
+from reservoir.errors import FailedPrecondition, NotFound
+from reservoir.origin.base import ObjectInfo, changed_since_sync, check_range
 from reservoir.paths import normalize
 
 log = logging.getLogger(__name__)
@@ -53,20 +53,6 @@ def _info(path: str, st: os.stat_result) -> ObjectInfo:
         version=_version(st),
         mtime_ms=st.st_mtime_ns // 1_000_000,
     )
-
-
-def changed_since_sync(path: str) -> FailedPrecondition:
-    """The error for a file that is no longer the version the metadata recorded."""
-    return FailedPrecondition(
-        f"{path!r} changed in the under-storage since the last sync; "
-        "run `reservoir dataset sync NAME` and read it again"
-    )
-
-
-def check_range(start: int, end: int) -> None:
-    """Refuse byte ranges that no file has."""
-    if start < 0 or end < start:
-        raise InvalidArgument(f"invalid byte range [{start}, {end})")
 
 
 class LocalOrigin:

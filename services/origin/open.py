@@ -38,27 +38,33 @@ def open_origin(
     if "\x00" in uri:
         raise InvalidArgument("the mount URI contains a NUL byte")
     parts = urlsplit(uri)
+    uri = _shown(uri)
     scheme = parts.scheme.lower()
     if scheme not in OPTIONS_BY_SCHEME:
         given = f"scheme {scheme!r}" if scheme else "no scheme"
-        raise InvalidArgument(
-            f"unsupported mount URI {uri!r} ({given}): supported are {EXAMPLES}"
-        )
+        raise InvalidArgument(f"unsupported mount URI {uri!r} ({given}): supported are {EXAMPLES}")
     if parts.query or parts.fragment:
         raise InvalidArgument(f"mount URI {uri!r} must have no query (?...) or fragment (#...)")
     _check_options(scheme, options)
     if scheme == "file":
-        return _open_file(uri, parts.netloc, parts.path)
+        return _open_file(uri, parts.netloc.rpartition("@")[2], parts.path)
     return _open_s3(uri, parts.netloc, parts.path, options, environ)
+
+
+def _shown(uri: str) -> str:
+    """`uri` fit for a message: whatever precedes an "@" in the authority may be a secret."""
+    scheme, sep, rest = uri.partition("://")
+    authority, slash, path = rest.partition("/")
+    if sep and "@" in authority:
+        return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+    return uri
 
 
 def _check_options(scheme: str, options: Mapping[str, str]) -> None:
     allowed = OPTIONS_BY_SCHEME[scheme]
     unknown = sorted(set(options) - allowed)
     if unknown and not allowed:
-        raise InvalidArgument(
-            f"{scheme}:// mounts take no options, got {', '.join(unknown)}"
-        )
+        raise InvalidArgument(f"{scheme}:// mounts take no options, got {', '.join(unknown)}")
     if unknown:
         raise InvalidArgument(
             f"unknown option {', '.join(unknown)} for {scheme}:// mounts; "

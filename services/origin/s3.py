@@ -56,8 +56,7 @@ from reservoir.errors import (
     ReservoirError,
     Unavailable,
 )
-from reservoir.origin.base import ObjectInfo
-from reservoir.origin.local import changed_since_sync, check_range
+from reservoir.origin.base import ObjectInfo, changed_since_sync, check_range
 from reservoir.paths import normalize
 
 if TYPE_CHECKING:
@@ -99,6 +98,7 @@ SETTLE_AT_EXIT_S = 0.1
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
 _STATUS = re.compile(r"status code: (\d{3})")
 _S3_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
+_S3_MESSAGE = re.compile(r"<Message>([^<]{1,300})</Message>")
 _NO_ETAG = "mtime-"  # prefix of the versions made up for objects without an ETag
 _OS_MESSAGE = re.compile(r'message: "([^"]+)"')
 
@@ -150,12 +150,13 @@ class S3Settings:
             key_id, secret, token = (options.get(key) or None for key in creds)
         else:
             key_id, secret, token = (_value(_from_env(key, environ)) for key in creds)
-        if (key_id is None) != (secret is None):
+        if (key_id is None) != (secret is None) or (token and key_id is None):
             where = "the options give" if from_options else "the environment gives"
             raise InvalidArgument(
-                f"access_key_id and secret_access_key go together, but {where} only one "
-                "(options access_key_id/secret_access_key, or AWS_ACCESS_KEY_ID/"
-                "AWS_SECRET_ACCESS_KEY)"
+                f"access_key_id and secret_access_key go together (and session_token needs "
+                f"both), but {where} only part of them (options access_key_id/"
+                "secret_access_key/session_token, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/"
+                "AWS_SESSION_TOKEN)"
             )
         return cls(
             bucket=bucket,
@@ -188,9 +189,10 @@ def _value(found: tuple[str, str] | None) -> str | None:
 
 def _check_endpoint(endpoint: str, source: str) -> str:
     parts = urlsplit(endpoint)
+    shown = f"={endpoint!r}" if "@" not in endpoint else ""  # user:password@ stays unsaid
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgument(
-            f"{source}={endpoint!r} is not an endpoint URL: write http://HOST:PORT or https://HOST"
+            f"{source}{shown} is not an endpoint URL: write http://HOST:PORT or https://HOST"
         )
     if parts.query or parts.fragment or parts.username or parts.password:
         raise InvalidArgument(
@@ -372,6 +374,17 @@ class S3Origin:
             )
         if isinstance(exc, FileNotFoundError) or status == 404:
             return NotFound(f"no object {path!r} in {self.uri}")
+        if status == 301 or s3_code in ("PermanentRedirect", "AuthorizationHeaderMalformed"):
+            return FailedPrecondition(
+                f"bucket {self._settings.bucket!r} is not in region "
+                f"{self._settings.region or DEFAULT_REGION} at {self._endpoint}: set the region "
+                "option (or AWS_REGION)"
+            )
+        if status is not None and 400 <= status < 500:
+            detail = m.group(1) if (m := _S3_MESSAGE.search(text)) else f"HTTP {status}"
+            return FailedPrecondition(
+                f"the under-storage at {where} rejected the request ({s3_code or status}): {detail}"
+            )
         if isinstance(exc, InvalidPathError):
             return FailedPrecondition(
                 f"{self.uri} holds a key that is not a valid path (empty, '.' or '..' "
@@ -408,6 +421,10 @@ def _reason(text: str) -> str:
         reason = "timed out"
     elif "dns error" in text.lower():
         reason = "the host name does not resolve"
+    elif "InvalidCertificate" in text or "InvalidMessage" in text:
+        reason = "TLS handshake failed (a plain http:// server, or an untrusted certificate?)"
+    elif "kind: Connect" in text:
+        reason = "could not connect"
     elif m := _STATUS.search(text):
         reason = f"HTTP {m.group(1)}"
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -83,7 +84,7 @@ def test_up_starts_etcd_a_master_and_workers(up: Up) -> None:
     assert workers.stdout.count('"worker_id"') == 2
 
 
-def test_grpcurl_lists_the_masters_services_by_reflection(up: Up) -> None:
+def test_grpcurl_lists_services_by_reflection(up: Up) -> None:
     grpcurl = Path(sys.executable).parent / "grpcurl"
     listed = subprocess.run(
         [str(grpcurl), "-plaintext", up.master, "list"], capture_output=True, text=True, timeout=30
@@ -101,6 +102,12 @@ def test_grpcurl_lists_the_masters_services_by_reflection(up: Up) -> None:
         timeout=30,
     )
     assert "rpc CreateDataset" in described.stdout
+    worker = json.loads(run_cli("--json", "workers", master=up.master).stdout)[0]["address"]
+    listed = subprocess.run(
+        [str(grpcurl), "-plaintext", worker, "list"], capture_output=True, text=True, timeout=30
+    )
+    assert "reservoir.v1.WorkerService" in listed.stdout.split()
+    assert "grpc.health.v1.Health" in listed.stdout.split()
 
 
 def test_a_stop_signal_leaves_nothing_behind_and_state_survives(tmp_path: Path) -> None:
