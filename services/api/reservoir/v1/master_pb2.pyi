@@ -15,11 +15,22 @@ class DatasetPhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DATASET_PHASE_READY: _ClassVar[DatasetPhase]
     DATASET_PHASE_FAILED: _ClassVar[DatasetPhase]
     DATASET_PHASE_DELETING: _ClassVar[DatasetPhase]
+
+class LoadState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOAD_STATE_UNSPECIFIED: _ClassVar[LoadState]
+    LOAD_STATE_RUNNING: _ClassVar[LoadState]
+    LOAD_STATE_SUCCEEDED: _ClassVar[LoadState]
+    LOAD_STATE_FAILED: _ClassVar[LoadState]
 DATASET_PHASE_UNSPECIFIED: DatasetPhase
 DATASET_PHASE_PENDING: DatasetPhase
 DATASET_PHASE_READY: DatasetPhase
 DATASET_PHASE_FAILED: DatasetPhase
 DATASET_PHASE_DELETING: DatasetPhase
+LOAD_STATE_UNSPECIFIED: LoadState
+LOAD_STATE_RUNNING: LoadState
+LOAD_STATE_SUCCEEDED: LoadState
+LOAD_STATE_FAILED: LoadState
 
 class WorkerInfo(_message.Message):
     __slots__ = ("worker_id", "address", "tiers", "registered_unix_ms")
@@ -222,18 +233,18 @@ class GetBlockLocationsRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class BlockLocation(_message.Message):
-    __slots__ = ("index", "offset", "length", "holders", "fill_worker")
+    __slots__ = ("index", "offset", "length", "holders", "fillers")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
     HOLDERS_FIELD_NUMBER: _ClassVar[int]
-    FILL_WORKER_FIELD_NUMBER: _ClassVar[int]
+    FILLERS_FIELD_NUMBER: _ClassVar[int]
     index: int
     offset: int
     length: int
     holders: _containers.RepeatedScalarFieldContainer[str]
-    fill_worker: str
-    def __init__(self, index: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., holders: _Optional[_Iterable[str]] = ..., fill_worker: _Optional[str] = ...) -> None: ...
+    fillers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, index: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., holders: _Optional[_Iterable[str]] = ..., fillers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetBlockLocationsResponse(_message.Message):
     __slots__ = ("file", "block_size", "blocks")
@@ -245,16 +256,109 @@ class GetBlockLocationsResponse(_message.Message):
     blocks: _containers.RepeatedCompositeFieldContainer[BlockLocation]
     def __init__(self, file: _Optional[_Union[_types_pb2.FileInfo, _Mapping]] = ..., block_size: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockLocation, _Mapping]]] = ...) -> None: ...
 
+class CachedBlock(_message.Message):
+    __slots__ = ("key", "length")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    key: _types_pb2.BlockKey
+    length: int
+    def __init__(self, key: _Optional[_Union[_types_pb2.BlockKey, _Mapping]] = ..., length: _Optional[int] = ...) -> None: ...
+
+class OriginBytes(_message.Message):
+    __slots__ = ("dataset", "bytes")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    bytes: int
+    def __init__(self, dataset: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...
+
 class ReportBlocksRequest(_message.Message):
-    __slots__ = ("worker_id", "added", "removed")
+    __slots__ = ("worker_id", "lease_id", "added", "removed", "origin_bytes")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDED_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_BYTES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
-    added: _containers.RepeatedCompositeFieldContainer[_types_pb2.BlockKey]
+    lease_id: int
+    added: _containers.RepeatedCompositeFieldContainer[CachedBlock]
     removed: _containers.RepeatedCompositeFieldContainer[_types_pb2.BlockKey]
-    def __init__(self, worker_id: _Optional[str] = ..., added: _Optional[_Iterable[_Union[_types_pb2.BlockKey, _Mapping]]] = ..., removed: _Optional[_Iterable[_Union[_types_pb2.BlockKey, _Mapping]]] = ...) -> None: ...
+    origin_bytes: _containers.RepeatedCompositeFieldContainer[OriginBytes]
+    def __init__(self, worker_id: _Optional[str] = ..., lease_id: _Optional[int] = ..., added: _Optional[_Iterable[_Union[CachedBlock, _Mapping]]] = ..., removed: _Optional[_Iterable[_Union[_types_pb2.BlockKey, _Mapping]]] = ..., origin_bytes: _Optional[_Iterable[_Union[OriginBytes, _Mapping]]] = ...) -> None: ...
 
 class ReportBlocksResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class GetMountRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class GetMountResponse(_message.Message):
+    __slots__ = ("mount_uri", "options")
+    class OptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MOUNT_URI_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    mount_uri: str
+    options: _containers.ScalarMap[str, str]
+    def __init__(self, mount_uri: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class LoadJob(_message.Message):
+    __slots__ = ("id", "dataset", "paths", "state", "total_blocks", "loaded_blocks", "total_bytes", "loaded_bytes", "started_unix_ms", "finished_unix_ms", "message")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    LOADED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOADED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STARTED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    dataset: str
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    state: LoadState
+    total_blocks: int
+    loaded_blocks: int
+    total_bytes: int
+    loaded_bytes: int
+    started_unix_ms: int
+    finished_unix_ms: int
+    message: str
+    def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[LoadState, str]] = ..., total_blocks: _Optional[int] = ..., loaded_blocks: _Optional[int] = ..., total_bytes: _Optional[int] = ..., loaded_bytes: _Optional[int] = ..., started_unix_ms: _Optional[int] = ..., finished_unix_ms: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class StartLoadRequest(_message.Message):
+    __slots__ = ("dataset", "paths")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StartLoadResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: LoadJob
+    def __init__(self, job: _Optional[_Union[LoadJob, _Mapping]] = ...) -> None: ...
+
+class GetLoadRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetLoadResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: LoadJob
+    def __init__(self, job: _Optional[_Union[LoadJob, _Mapping]] = ...) -> None: ...

@@ -98,6 +98,21 @@ class MasterServiceStub:
                 request_serializer=reservoir_dot_v1_dot_master__pb2.ReportBlocksRequest.SerializeToString,
                 response_deserializer=reservoir_dot_v1_dot_master__pb2.ReportBlocksResponse.FromString,
                 _registered_method=True)
+        self.GetMount = channel.unary_unary(
+                '/reservoir.v1.MasterService/GetMount',
+                request_serializer=reservoir_dot_v1_dot_master__pb2.GetMountRequest.SerializeToString,
+                response_deserializer=reservoir_dot_v1_dot_master__pb2.GetMountResponse.FromString,
+                _registered_method=True)
+        self.StartLoad = channel.unary_unary(
+                '/reservoir.v1.MasterService/StartLoad',
+                request_serializer=reservoir_dot_v1_dot_master__pb2.StartLoadRequest.SerializeToString,
+                response_deserializer=reservoir_dot_v1_dot_master__pb2.StartLoadResponse.FromString,
+                _registered_method=True)
+        self.GetLoad = channel.unary_unary(
+                '/reservoir.v1.MasterService/GetLoad',
+                request_serializer=reservoir_dot_v1_dot_master__pb2.GetLoadRequest.SerializeToString,
+                response_deserializer=reservoir_dot_v1_dot_master__pb2.GetLoadResponse.FromString,
+                _registered_method=True)
 
 
 class MasterServiceServicer:
@@ -170,7 +185,7 @@ class MasterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetBlockLocations(self, request, context):
-        """Where each block of a file is cached, or which worker is to fill it.
+        """Where each block of a file is cached, and which workers would fill it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,6 +194,26 @@ class MasterServiceServicer:
     def ReportBlocks(self, request, context):
         """Blocks a worker has cached or evicted since its last report.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMount(self, request, context):
+        """For workers: a dataset's mount with its secret options, to read the origin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartLoad(self, request, context):
+        """Preload: the master spreads the blocks of the chosen files over the workers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLoad(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -245,6 +280,21 @@ def add_MasterServiceServicer_to_server(servicer, server):
                     servicer.ReportBlocks,
                     request_deserializer=reservoir_dot_v1_dot_master__pb2.ReportBlocksRequest.FromString,
                     response_serializer=reservoir_dot_v1_dot_master__pb2.ReportBlocksResponse.SerializeToString,
+            ),
+            'GetMount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMount,
+                    request_deserializer=reservoir_dot_v1_dot_master__pb2.GetMountRequest.FromString,
+                    response_serializer=reservoir_dot_v1_dot_master__pb2.GetMountResponse.SerializeToString,
+            ),
+            'StartLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartLoad,
+                    request_deserializer=reservoir_dot_v1_dot_master__pb2.StartLoadRequest.FromString,
+                    response_serializer=reservoir_dot_v1_dot_master__pb2.StartLoadResponse.SerializeToString,
+            ),
+            'GetLoad': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLoad,
+                    request_deserializer=reservoir_dot_v1_dot_master__pb2.GetLoadRequest.FromString,
+                    response_serializer=reservoir_dot_v1_dot_master__pb2.GetLoadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -575,6 +625,87 @@ class MasterService:
             '/reservoir.v1.MasterService/ReportBlocks',
             reservoir_dot_v1_dot_master__pb2.ReportBlocksRequest.SerializeToString,
             reservoir_dot_v1_dot_master__pb2.ReportBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservoir.v1.MasterService/GetMount',
+            reservoir_dot_v1_dot_master__pb2.GetMountRequest.SerializeToString,
+            reservoir_dot_v1_dot_master__pb2.GetMountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservoir.v1.MasterService/StartLoad',
+            reservoir_dot_v1_dot_master__pb2.StartLoadRequest.SerializeToString,
+            reservoir_dot_v1_dot_master__pb2.StartLoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLoad(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservoir.v1.MasterService/GetLoad',
+            reservoir_dot_v1_dot_master__pb2.GetLoadRequest.SerializeToString,
+            reservoir_dot_v1_dot_master__pb2.GetLoadResponse.FromString,
             options,
             channel_credentials,
             insecure,

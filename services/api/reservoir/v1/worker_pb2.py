@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from reservoir.v1 import types_pb2 as reservoir_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19reservoir/v1/worker.proto\x12\x0creservoir.v1\x1a\x18reservoir/v1/types.proto\"Y\n\x10ReadBlockRequest\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.reservoir.v1.BlockKey\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"!\n\x11ReadBlockResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x32_\n\rWorkerService\x12N\n\tReadBlock\x12\x1e.reservoir.v1.ReadBlockRequest\x1a\x1f.reservoir.v1.ReadBlockResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19reservoir/v1/worker.proto\x12\x0creservoir.v1\x1a\x18reservoir/v1/types.proto\"n\n\x10ReadBlockRequest\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.reservoir.v1.BlockKey\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x13\n\x0b\x63\x61\x63hed_only\x18\x04 \x01(\x08\"!\n\x11ReadBlockResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\":\n\x11\x43\x61\x63heBlockRequest\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.reservoir.v1.BlockKey\"8\n\x12\x43\x61\x63heBlockResponse\x12\x12\n\nwas_cached\x18\x01 \x01(\x08\x12\x0e\n\x06length\x18\x02 \x01(\x04\x32\xb0\x01\n\rWorkerService\x12N\n\tReadBlock\x12\x1e.reservoir.v1.ReadBlockRequest\x1a\x1f.reservoir.v1.ReadBlockResponse0\x01\x12O\n\nCacheBlock\x12\x1f.reservoir.v1.CacheBlockRequest\x1a .reservoir.v1.CacheBlockResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reservoir.v1.worker_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_READBLOCKREQUEST']._serialized_start=69
-  _globals['_READBLOCKREQUEST']._serialized_end=158
-  _globals['_READBLOCKRESPONSE']._serialized_start=160
-  _globals['_READBLOCKRESPONSE']._serialized_end=193
-  _globals['_WORKERSERVICE']._serialized_start=195
-  _globals['_WORKERSERVICE']._serialized_end=290
+  _globals['_READBLOCKREQUEST']._serialized_end=179
+  _globals['_READBLOCKRESPONSE']._serialized_start=181
+  _globals['_READBLOCKRESPONSE']._serialized_end=214
+  _globals['_CACHEBLOCKREQUEST']._serialized_start=216
+  _globals['_CACHEBLOCKREQUEST']._serialized_end=274
+  _globals['_CACHEBLOCKRESPONSE']._serialized_start=276
+  _globals['_CACHEBLOCKRESPONSE']._serialized_end=332
+  _globals['_WORKERSERVICE']._serialized_start=335
+  _globals['_WORKERSERVICE']._serialized_end=511
 # @@protoc_insertion_point(module_scope)

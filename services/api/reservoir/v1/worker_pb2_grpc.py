@@ -41,6 +41,11 @@ class WorkerServiceStub:
                 request_serializer=reservoir_dot_v1_dot_worker__pb2.ReadBlockRequest.SerializeToString,
                 response_deserializer=reservoir_dot_v1_dot_worker__pb2.ReadBlockResponse.FromString,
                 _registered_method=True)
+        self.CacheBlock = channel.unary_unary(
+                '/reservoir.v1.WorkerService/CacheBlock',
+                request_serializer=reservoir_dot_v1_dot_worker__pb2.CacheBlockRequest.SerializeToString,
+                response_deserializer=reservoir_dot_v1_dot_worker__pb2.CacheBlockResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -49,7 +54,15 @@ class WorkerServiceServicer:
     """
 
     def ReadBlock(self, request, context):
-        """Streams bytes [offset, offset+length) of a block in chunks.
+        """Streams bytes [offset, offset+length) of a block in chunks (1 MiB), filling
+        the block on a miss and streaming while the fill is in progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CacheBlock(self, request, context):
+        """Makes sure the block is cached here (preload); returns once it is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -62,6 +75,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.ReadBlock,
                     request_deserializer=reservoir_dot_v1_dot_worker__pb2.ReadBlockRequest.FromString,
                     response_serializer=reservoir_dot_v1_dot_worker__pb2.ReadBlockResponse.SerializeToString,
+            ),
+            'CacheBlock': grpc.unary_unary_rpc_method_handler(
+                    servicer.CacheBlock,
+                    request_deserializer=reservoir_dot_v1_dot_worker__pb2.CacheBlockRequest.FromString,
+                    response_serializer=reservoir_dot_v1_dot_worker__pb2.CacheBlockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +111,33 @@ class WorkerService:
             '/reservoir.v1.WorkerService/ReadBlock',
             reservoir_dot_v1_dot_worker__pb2.ReadBlockRequest.SerializeToString,
             reservoir_dot_v1_dot_worker__pb2.ReadBlockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CacheBlock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservoir.v1.WorkerService/CacheBlock',
+            reservoir_dot_v1_dot_worker__pb2.CacheBlockRequest.SerializeToString,
+            reservoir_dot_v1_dot_worker__pb2.CacheBlockResponse.FromString,
             options,
             channel_credentials,
             insecure,
