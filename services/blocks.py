@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from reservoir import paths
+from reservoir.errors import InvalidArgument
 from reservoir.v1 import types_pb2
 
 
@@ -38,6 +40,12 @@ class BlockId:
 
     @classmethod
     def from_proto(cls, key: types_pb2.BlockKey) -> BlockId:
+        """The block `key` names; InvalidArgument if it names none."""
+        paths.check_name(key.dataset)
+        if not key.path or paths.normalize(key.path) != key.path:
+            raise InvalidArgument(f"block path {key.path!r} is not a normalised file path")
+        if not key.version:
+            raise InvalidArgument(f"block key for {key.path!r} has no version")
         return cls(key.dataset, key.path, key.version, key.index)
 
     def __str__(self) -> str:

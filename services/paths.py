@@ -1,4 +1,7 @@
-"""Paths inside a dataset: one normal form, and no way out of the dataset's root.
+"""Dataset names, and paths inside a dataset: one normal form, no way out of the root.
+
+A dataset name is a DNS-1123 label, like a Kubernetes object name, so that a Dataset
+resource and its Reservoir dataset can share it.
 
 A dataset path is "/"-separated and relative to the dataset's root, with no leading
 or trailing slash; the root itself is "". A leading "/" means the dataset root (as
@@ -9,9 +12,21 @@ silently name another file.
 
 from __future__ import annotations
 
+import re
+
 from reservoir.errors import InvalidArgument
 
 MAX_PATH_BYTES = 4096  # PATH_MAX on Linux: longer names cannot be mounted anyway
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def check_name(name: str) -> None:
+    """InvalidArgument unless `name` is a valid dataset name."""
+    if not _NAME.match(name):
+        raise InvalidArgument(
+            f"dataset name {name!r} is not a DNS-1123 label: "
+            "1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"
+        )
 
 
 def normalize(path: str) -> str:

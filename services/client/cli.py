@@ -95,6 +95,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
         advertise=args.advertise or "",
         mem_quota=args.mem_quota,
         disk_quota=args.disk_quota,
+        metrics_listen=args.metrics_listen or "",
     )
     asyncio.run(serve(config))
 
@@ -248,6 +249,11 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--cache-dir", required=True, type=Path, metavar="DIR")
     worker.add_argument(
         "--advertise", metavar="HOST:PORT", help="address others reach it at (default --listen)"
+    )
+    worker.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="where to serve Prometheus /metrics (default: the --listen host, port + 1)",
     )
 
     dataset = command("dataset", lambda a: None, "create, list, inspect, sync and delete datasets")

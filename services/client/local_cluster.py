@@ -149,6 +149,7 @@ def up(config: UpConfig, say: Callable[[str], None], stderr: IO[str] = sys.stder
                     f"--cache-dir={config.data_dir / f'worker-{i}'}",
                     f"--mem-quota={config.mem_quota}",
                     f"--disk-quota={config.disk_quota}",
+                    f"--metrics-listen={HOST}:{free_port()}",
                 ]
                 children.append(_spawn(f"worker-{i}", address, args, logs))
             _wait_ready(children, master, {c.address for c in children[1:]})

@@ -9,11 +9,11 @@ between leaves a PENDING dataset, which `sync` completes and `delete` removes.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 
 from reservoir import paths
+from reservoir.blocks import file_id
 from reservoir.errors import AlreadyExists, InvalidArgument, NotFound
 from reservoir.master import keys
 from reservoir.master.election import Leadership
@@ -28,21 +28,11 @@ log = logging.getLogger(__name__)
 DEFAULT_BLOCK_SIZE = 64 * 1024 * 1024
 MIN_BLOCK_SIZE = 64 * 1024
 MAX_BLOCK_SIZE = 4 * 1024 * 1024 * 1024
-# A DNS-1123 label, as Kubernetes requires of object names.
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # ls reads this many keys per round trip.
 LS_PAGE = 1000
 
 Phase = master_pb2.DatasetPhase
 OriginFactory = Callable[[str, Mapping[str, str]], Origin]
-
-
-def check_name(name: str) -> None:
-    if not _NAME.match(name):
-        raise InvalidArgument(
-            f"dataset name {name!r} is not a DNS-1123 label: "
-            "1-63 lower-case letters, digits or '-', starting and ending with a letter or digit"
-        )
 
 
 def redacted(dataset: master_pb2.Dataset) -> master_pb2.Dataset:
@@ -75,7 +65,7 @@ class Datasets:
     # -- reads ---------------------------------------------------------------------
 
     async def get(self, name: str) -> master_pb2.Dataset:
-        check_name(name)
+        paths.check_name(name)
         value = await self._kv.get(keys.dataset(name))
         if value is None:
             raise NotFound(f"dataset {name!r} does not exist")
@@ -124,7 +114,7 @@ class Datasets:
     async def create(
         self, name: str, uri: str, options: Mapping[str, str], block_size: int
     ) -> master_pb2.Dataset:
-        check_name(name)
+        paths.check_name(name)
         block_size = block_size or DEFAULT_BLOCK_SIZE
         if not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE:
             raise InvalidArgument(
@@ -168,7 +158,8 @@ class Datasets:
         guard = await self._leadership.require()
         dataset.phase = Phase.DATASET_PHASE_DELETING
         await self._kv.commit({keys.dataset(name): dataset.SerializeToString()}, guard=guard)
-        await self._kv.commit(delete_prefixes=[keys.files(name)], guard=guard)
+        owned = [keys.files(name), keys.blocks(name), keys.origin_bytes(name)]
+        await self._kv.commit(delete_prefixes=owned, guard=guard)
         await self._kv.commit(deletes=[keys.dataset(name)], guard=guard)
         log.info("dataset %s deleted", name)
 
@@ -191,7 +182,13 @@ class Datasets:
             if known.get(path) != info
         }
         removed = [keys.file(dataset.name, path) for path in known.keys() - listed.keys()]
-        await self._kv.commit(puts, removed, guard=guard)
+        # The cached blocks of versions that are gone no longer belong to the dataset.
+        stale = [
+            keys.file_blocks(dataset.name, file_id(old.path, old.version))
+            for path, old in known.items()
+            if listed.get(path) != old
+        ]
+        await self._kv.commit(puts, removed, delete_prefixes=stale, guard=guard)
         dataset.file_count = len(listed)
         dataset.total_bytes = sum(info.size for info in listed.values())
         dataset.phase = Phase.DATASET_PHASE_READY

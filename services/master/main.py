@@ -7,11 +7,14 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from reservoir.master.blocks import BlockMap
 from reservoir.master.datasets import Datasets
 from reservoir.master.election import Leadership
+from reservoir.master.loads import Loads
 from reservoir.master.service import MasterServicer
 from reservoir.master.workers import WorkerRegistry
 from reservoir.meta import EtcdKV
+from reservoir.rpc.channels import WorkerChannels
 from reservoir.rpc.server import Service, start_server, wait_for_stop_signal
 from reservoir.rpc.telemetry import setup_tracing
 from reservoir.v1 import master_pb2, master_pb2_grpc
@@ -35,22 +38,29 @@ async def serve(config: MasterConfig) -> None:
     setup_tracing("reservoir-master")
     kv = EtcdKV(config.etcd)
     leadership = Leadership(kv, config.advertise or config.listen, config.leader_ttl)
-    servicer = MasterServicer(
-        leadership, Datasets(kv, leadership), WorkerRegistry(kv, leadership, config.worker_ttl)
-    )
+    datasets = Datasets(kv, leadership)
+    workers = WorkerRegistry(kv, leadership, config.worker_ttl)
+    blocks = BlockMap(kv, leadership, datasets, workers)
+    channels = WorkerChannels()
+    loads = Loads(kv, leadership, datasets, blocks, channels)
+    servicer = MasterServicer(leadership, datasets, workers, blocks, loads)
     name = master_pb2.DESCRIPTOR.services_by_name["MasterService"].full_name
     server = await start_server(
         config.listen,
         [Service(name, servicer, master_pb2_grpc.add_MasterServiceServicer_to_server)],
     )
     campaign = asyncio.create_task(leadership.run())
+    preloads = asyncio.create_task(loads.follow_leadership())
     log.info("master serving on %s (etcd %s)", config.listen, config.etcd)
     try:
         await wait_for_stop_signal()
     finally:
-        campaign.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await campaign
+        for task in (preloads, campaign):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await loads.stop_all()
+        await channels.close()
         await server.stop(grace=2)
         with contextlib.suppress(Exception):
             await leadership.resign()

@@ -8,8 +8,10 @@ from typing import TypeVar
 import grpc
 
 from reservoir.errors import NotLeader
+from reservoir.master.blocks import BlockMap
 from reservoir.master.datasets import Datasets, redacted
 from reservoir.master.election import Leadership
+from reservoir.master.loads import Loads
 from reservoir.master.workers import WorkerRegistry
 from reservoir.meta.kv import GuardFailed
 from reservoir.v1 import master_pb2 as pb
@@ -20,10 +22,19 @@ Context = grpc.aio.ServicerContext
 
 
 class MasterServicer(master_pb2_grpc.MasterServiceServicer):
-    def __init__(self, leadership: Leadership, datasets: Datasets, workers: WorkerRegistry) -> None:
+    def __init__(
+        self,
+        leadership: Leadership,
+        datasets: Datasets,
+        workers: WorkerRegistry,
+        blocks: BlockMap,
+        loads: Loads,
+    ) -> None:
         self._leadership = leadership
         self._datasets = datasets
         self._workers = workers
+        self._blocks = blocks
+        self._loads = loads
 
     async def _write(self, operation: Awaitable[T]) -> T:
         """Run a write; a deposed leader's refused write becomes NotLeader."""
@@ -31,6 +42,14 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
             return await operation
         except GuardFailed:
             raise NotLeader(await self._leadership.leader()) from None
+
+    async def _shown(self, dataset: pb.Dataset) -> pb.Dataset:
+        """A dataset as answered: secrets redacted, cache figures filled in."""
+        shown = redacted(dataset)
+        shown.cached_bytes, shown.origin_bytes_read = await self._blocks.usage(dataset.name)
+        return shown
+
+    # -- workers -------------------------------------------------------------------
 
     async def RegisterWorker(
         self, request: pb.RegisterWorkerRequest, context: Context
@@ -53,6 +72,8 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
     ) -> pb.ListWorkersResponse:
         return pb.ListWorkersResponse(workers=await self._workers.list())
 
+    # -- datasets ------------------------------------------------------------------
+
     async def CreateDataset(
         self, request: pb.CreateDatasetRequest, context: Context
     ) -> pb.CreateDatasetResponse:
@@ -61,17 +82,20 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
                 request.name, request.mount_uri, dict(request.options), request.block_size
             )
         )
-        return pb.CreateDatasetResponse(dataset=redacted(dataset))
+        return pb.CreateDatasetResponse(dataset=await self._shown(dataset))
 
     async def GetDataset(
         self, request: pb.GetDatasetRequest, context: Context
     ) -> pb.GetDatasetResponse:
-        return pb.GetDatasetResponse(dataset=redacted(await self._datasets.get(request.name)))
+        return pb.GetDatasetResponse(
+            dataset=await self._shown(await self._datasets.get(request.name))
+        )
 
     async def ListDatasets(
         self, request: pb.ListDatasetsRequest, context: Context
     ) -> pb.ListDatasetsResponse:
-        return pb.ListDatasetsResponse(datasets=[redacted(d) for d in await self._datasets.list()])
+        shown = [await self._shown(d) for d in await self._datasets.list()]
+        return pb.ListDatasetsResponse(datasets=shown)
 
     async def DeleteDataset(
         self, request: pb.DeleteDatasetRequest, context: Context
@@ -84,8 +108,14 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
     ) -> pb.SyncDatasetResponse:
         dataset, added, changed, removed = await self._write(self._datasets.sync(request.name))
         return pb.SyncDatasetResponse(
-            dataset=redacted(dataset), added=added, changed=changed, removed=removed
+            dataset=await self._shown(dataset), added=added, changed=changed, removed=removed
         )
+
+    async def GetMount(self, request: pb.GetMountRequest, context: Context) -> pb.GetMountResponse:
+        dataset = await self._datasets.get(request.dataset)
+        return pb.GetMountResponse(mount_uri=dataset.mount_uri, options=dataset.options)
+
+    # -- files and blocks ----------------------------------------------------------
 
     async def ListDirectory(
         self, request: pb.ListDirectoryRequest, context: Context
@@ -95,3 +125,26 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
 
     async def StatPath(self, request: pb.StatPathRequest, context: Context) -> pb.StatPathResponse:
         return pb.StatPathResponse(entry=await self._datasets.stat(request.dataset, request.path))
+
+    async def GetBlockLocations(
+        self, request: pb.GetBlockLocationsRequest, context: Context
+    ) -> pb.GetBlockLocationsResponse:
+        info, block_size, blocks = await self._blocks.locations(request.dataset, request.path)
+        return pb.GetBlockLocationsResponse(file=info, block_size=block_size, blocks=blocks)
+
+    async def ReportBlocks(
+        self, request: pb.ReportBlocksRequest, context: Context
+    ) -> pb.ReportBlocksResponse:
+        await self._write(self._blocks.report(request))
+        return pb.ReportBlocksResponse()
+
+    # -- preload -------------------------------------------------------------------
+
+    async def StartLoad(
+        self, request: pb.StartLoadRequest, context: Context
+    ) -> pb.StartLoadResponse:
+        job = await self._write(self._loads.start(request.dataset, list(request.paths)))
+        return pb.StartLoadResponse(job=job)
+
+    async def GetLoad(self, request: pb.GetLoadRequest, context: Context) -> pb.GetLoadResponse:
+        return pb.GetLoadResponse(job=await self._loads.get(request.id))

@@ -16,7 +16,7 @@ import grpc
 from etcd3aio.kv import KVService
 
 from reservoir.errors import Unavailable
-from reservoir.meta.kv import Guard, GuardFailed
+from reservoir.meta.kv import Guard, GuardFailed, LeaseExpired
 
 # etcd refuses a transaction of more than 128 operations (its --max-txn-ops default).
 MAX_TXN_OPS = 128
@@ -106,7 +106,12 @@ class EtcdKV:
         ops += [kv.txn_op_delete(p, range_end=_end(p)) for p in delete_prefixes]
         compare = [kv.txn_compare_value(guard[0], guard[1])] if guard else []
         for i in range(0, len(ops), MAX_TXN_OPS):
-            response = await self._call("kv", "txn", compare, ops[i : i + MAX_TXN_OPS])
+            try:
+                response = await self._call("kv", "txn", compare, ops[i : i + MAX_TXN_OPS])
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND and lease:
+                    raise LeaseExpired(lease) from None  # "requested lease not found"
+                raise
             if not response.succeeded:
                 raise GuardFailed(guard[0] if guard else "")
 

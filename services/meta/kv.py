@@ -18,6 +18,10 @@ class GuardFailed(Exception):
     """The guard of a batch did not hold; nothing of that batch was applied."""
 
 
+class LeaseExpired(Exception):
+    """A write named a lease that no longer exists; nothing of that batch was applied."""
+
+
 class KV(Protocol):
     async def get(self, key: str) -> bytes | None:
         """The value at `key`, or None."""
@@ -51,8 +55,9 @@ class KV(Protocol):
     ) -> None:
         """Apply writes, in as few transactions as the store allows.
 
-        Each transaction is atomic and checks `guard` (GuardFailed if it fails); a
-        batch larger than one transaction is applied in order, not atomically.
+        Each transaction is atomic and checks `guard` (GuardFailed if it fails, and
+        LeaseExpired if `lease` is gone); a batch larger than one transaction is
+        applied in order, not atomically.
         """
         ...
 

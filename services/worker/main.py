@@ -9,11 +9,16 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from reservoir.rpc.channels import WorkerChannels
 from reservoir.rpc.master_client import MasterClient
 from reservoir.rpc.server import Service, start_server, wait_for_stop_signal
 from reservoir.rpc.telemetry import setup_tracing
 from reservoir.v1 import types_pb2, worker_pb2, worker_pb2_grpc
-from reservoir.worker.membership import keep_registered
+from reservoir.worker.blockcache import BlockCache
+from reservoir.worker.membership import Membership
+from reservoir.worker.origins import Origins
+from reservoir.worker.service import WorkerServicer
+from reservoir.worker.store import BlockStore
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,8 @@ class WorkerConfig:
     advertise: str = ""
     mem_quota: int = 1 * GiB
     disk_quota: int = 10 * GiB
+    # HOST:PORT for Prometheus' /metrics; empty: the listen host, port + 1.
+    metrics_listen: str = ""
 
 
 def worker_id(cache_dir: Path) -> str:
@@ -39,33 +46,47 @@ def worker_id(cache_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def metrics_address(config: WorkerConfig) -> tuple[str, int]:
+    host, _, port = (config.metrics_listen or config.listen).rpartition(":")
+    return host.strip("[]"), int(port) + (0 if config.metrics_listen else 1)
+
+
 async def serve(config: WorkerConfig) -> None:
     setup_tracing("reservoir-worker")
     config.cache_dir.mkdir(parents=True, exist_ok=True)
     identity = worker_id(config.cache_dir)
+    address = config.advertise or config.listen
+    store = BlockStore(config.cache_dir, config.mem_quota, config.disk_quota)
+    await store.open()
+    master = MasterClient(config.master)
+    origins = Origins(master)
+    peers = WorkerChannels()
 
     def tiers() -> list[types_pb2.TierUsage]:
         return [
-            types_pb2.TierUsage(name="MEM", capacity_bytes=config.mem_quota),
-            types_pb2.TierUsage(name="DISK", capacity_bytes=config.disk_quota),
+            types_pb2.TierUsage(name=t.name, capacity_bytes=t.capacity, used_bytes=t.used)
+            for t in store.stats()
         ]
 
+    membership = Membership(master, identity, address, store, origins, tiers)
+    cache = BlockCache(store, master, origins, peers, address, membership.notify)
+    host, port = metrics_address(config)
+    cache.metrics.serve(host, port)
     name = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
-    servicer = worker_pb2_grpc.WorkerServiceServicer()
     server = await start_server(
         config.listen,
-        [Service(name, servicer, worker_pb2_grpc.add_WorkerServiceServicer_to_server)],
+        [Service(name, WorkerServicer(cache), worker_pb2_grpc.add_WorkerServiceServicer_to_server)],
     )
-    master = MasterClient(config.master)
-    membership = asyncio.create_task(
-        keep_registered(master, identity, config.advertise or config.listen, tiers)
-    )
-    log.info("worker %s serving on %s", identity, config.listen)
+    registration = asyncio.create_task(membership.run())
+    log.info("worker %s serving on %s, metrics on %s:%d", identity, config.listen, host, port)
     try:
         await wait_for_stop_signal()
     finally:
-        membership.cancel()
+        registration.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await membership
+            await registration
         await server.stop(grace=2)
+        await cache.close()
+        await peers.close()
+        await origins.close()
         master.close()

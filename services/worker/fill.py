@@ -1,0 +1,65 @@
+"""A block being filled: a buffer that grows, and readers that stream from it as it does.
+
+The fill writes chunks in order; a reader waits only for the bytes it needs, so the
+first bytes reach a reader while the rest of the block is still on its way. Bytes
+once written never change (every source serves the same version), which is also
+what lets a fill switch sources mid-way and continue at `filled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+
+class Fill:
+    def __init__(self, file_offset: int, length: int) -> None:
+        """A fill of the `length` bytes at `file_offset` in the file."""
+        self.file_offset = file_offset
+        self.length = length
+        # Where the bytes came from, for metrics: "peer" or "origin".
+        self.source = "origin"
+        self.buffer = bytearray(length)
+        self.filled = 0
+        self.error: BaseException | None = None
+        self.done = False
+        self._changed = asyncio.Condition()
+
+    async def write(self, chunk: bytes | memoryview) -> None:
+        end = self.filled + len(chunk)
+        if end > self.length:
+            raise ValueError(f"the source sent {end} bytes for a block of {self.length}")
+        self.buffer[self.filled : end] = chunk
+        self.filled = end
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def finish(self, error: BaseException | None = None) -> None:
+        if error is None and self.filled != self.length:
+            error = ValueError(f"the source ended after {self.filled} of {self.length} bytes")
+        self.error, self.done = error, True
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait(self) -> None:
+        """Until the fill is over; raises its error if it failed."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.done)
+        if self.error:
+            raise self.error
+
+    async def read(self, offset: int, end: int, chunk: int) -> AsyncIterator[bytes]:
+        """Bytes [offset, end) of the block in pieces of at most `chunk`, as they arrive."""
+        position = offset
+        while position < end:
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda p=position: self.filled > p or self.error is not None or self.done
+                )
+            if self.error is not None:
+                raise self.error
+            available = min(self.filled, end)
+            while position < available:
+                step = min(chunk, available - position)
+                yield bytes(self.buffer[position : position + step])
+                position += step
