@@ -4,6 +4,8 @@
     client.create_dataset("models", "s3://bucket/models", {"region": "eu-west-1"})
     for entry in client.ls("models"):
         print(entry.path, entry.size)
+    with client.open("models", "llama/config.json") as f:   # a read-only binary file
+        config = json.load(f)
 
 Every method raises `reservoir.errors` (NotFound, InvalidArgument, ...), never gRPC
 errors, and returns the dataclasses of `reservoir.client.types`.
@@ -12,10 +14,12 @@ errors, and returns the dataclasses of `reservoir.client.types`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from reservoir import paths
 from reservoir.client import types
+from reservoir.client.reader import ReaderConfig, ReservoirFile
+from reservoir.errors import NotFound
 from reservoir.rpc.master_client import DEFAULT_MASTER, MasterClient
 from reservoir.v1 import master_pb2 as pb
 
@@ -75,6 +79,39 @@ class Client:
     def stat(self, dataset: str, path: str) -> types.FileStat:
         request = pb.StatPathRequest(dataset=dataset, path=paths.normalize(path))
         return types.file_stat(self._master.call("StatPath", request).entry)
+
+    def walk(self, dataset: str, path: str = "") -> Iterator[tuple[str, list[str], list[str]]]:
+        """(dirpath, dirnames, filenames) for `path` and each directory below it, top
+        down, like os.walk: prune the walk by editing dirnames in place. dirpath is a
+        path inside the dataset; a directory that vanishes mid-walk is skipped."""
+        top = paths.normalize(path)
+        stack = [top]
+        while stack:
+            directory = stack.pop()
+            try:
+                entries = self.ls(dataset, directory)
+            except NotFound:
+                if directory == top:
+                    raise
+                continue
+            if directory and [(e.path, e.is_dir) for e in entries] == [(directory, False)]:
+                continue  # a file, as os.walk: nothing to walk
+            dirnames = [e.name for e in entries if e.is_dir]
+            filenames = [e.name for e in entries if not e.is_dir]
+            yield directory, dirnames, filenames
+            stack.extend(f"{directory}/{d}" if directory else d for d in reversed(dirnames))
+
+    def open(
+        self, dataset: str, path: str, *, config: ReaderConfig | None = None
+    ) -> ReservoirFile:
+        """The file at `path` of `dataset`, open for reading (binary, seekable), with
+        read-ahead and parallel fetches from the workers."""
+        return ReservoirFile(self._master, dataset, path, config=config)
+
+    def read(self, dataset: str, path: str) -> bytes:
+        """The whole file at `path` of `dataset`."""
+        with self.open(dataset, path) as f:
+            return f.read()
 
     # -- cluster -----------------------------------------------------------------
 

@@ -82,9 +82,8 @@ class BlockCache:
             raise NotFound(f"block {block} is not cached on {self._address}")
         self.metrics.misses.inc()
         fill = await self._fill(block)
-        served = self.metrics.bytes_served.labels(fill.source)
         async for piece in fill.read(offset, _end(offset, length, fill.length), CHUNK):
-            served.inc(len(piece))
+            self.metrics.bytes_served.labels(fill.source).inc(len(piece))
             yield piece
 
     async def ensure_cached(self, block: BlockId) -> tuple[bool, int]:
@@ -133,10 +132,11 @@ class BlockCache:
     async def _run(self, block: BlockId, fill: Fill, holders: list[str]) -> None:
         try:
             for peer in holders:
+                fill.source = "peer"
                 if await self._from_peer(block, fill, peer):
-                    fill.source = "peer"
                     break
             else:
+                fill.source = "origin"
                 await self._from_origin(block, fill)
             await fill.finish()
         except BaseException as exc:
