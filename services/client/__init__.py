@@ -1,6 +1,7 @@
 """The client side of Reservoir: the library, and (in submodules) the command line."""
 
 from reservoir.client.client import Client
+from reservoir.client.reader import ReaderConfig, ReservoirFile
 from reservoir.client.types import Dataset, FileStat, SyncResult, Tier, Worker
 from reservoir.errors import (
     AlreadyExists,
@@ -19,7 +20,9 @@ __all__ = [
     "FileStat",
     "InvalidArgument",
     "NotFound",
+    "ReaderConfig",
     "ReservoirError",
+    "ReservoirFile",
     "SyncResult",
     "Tier",
     "Unavailable",

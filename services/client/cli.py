@@ -10,18 +10,27 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
 
 from reservoir import paths
 from reservoir.client import output
 from reservoir.client.client import Client, default_master
+from reservoir.client.reader import ReservoirFile
 from reservoir.errors import InvalidArgument, ReservoirError
 from reservoir.rpc.telemetry import setup_tracing
 from reservoir.units import format_size, parse_size
 
 Command = Callable[[argparse.Namespace], int | None]
+
+# What `cat` and `get` copy per step: large enough that the loop costs nothing next to
+# the copy, small enough to keep a progress bar moving.
+COPY_CHUNK = 4 * 1024 * 1024
+# The exit status of a process killed by SIGPIPE (128 + 13), as cat's when `| head` stops.
+EXIT_BROKEN_PIPE = 141
 
 
 def _size(text: str) -> int:
@@ -157,6 +166,79 @@ def cmd_stat(args: argparse.Namespace) -> None:
     _print(args, entry, lambda: output.stat(entry))
 
 
+def _chunks(f: ReservoirFile) -> Iterator[memoryview]:
+    """The rest of `f`, in COPY_CHUNK pieces of one reused buffer."""
+    buffer = bytearray(COPY_CHUNK)
+    view = memoryview(buffer)
+    while n := f.readinto(buffer):
+        yield view[:n]
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    name, path = paths.split_target(args.target)
+    with _client(args) as client, client.open(name, path) as f:
+        out = sys.stdout.buffer
+        try:
+            for chunk in _chunks(f):
+                out.write(chunk)
+            out.flush()
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, as cat does, and keep the
+            # interpreter from complaining when it flushes stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> None:
+    name, path = paths.split_target(args.target)
+    if not path:
+        raise InvalidArgument("name a file to get: NAME/PATH")
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / PurePosixPath(path).name
+    if not dest.parent.is_dir():
+        raise InvalidArgument(f"no such directory: {dest.parent}")
+    start = time.monotonic()
+    with _client(args) as client, client.open(name, path) as f:
+        bar = output.Progress(f.size, sys.stderr) if sys.stderr.isatty() else None
+        try:
+            size = _copy_into(f, dest, bar.update if bar else None)
+        finally:
+            if bar:
+                bar.finish()  # an error message then starts on a line of its own
+    seconds = time.monotonic() - start
+    source = f"{name}/{path}"
+    summary = {"source": source, "dest": str(dest), "bytes": size, "seconds": round(seconds, 3)}
+    _print(args, summary, lambda: output.copied(source, str(dest), size, seconds))
+
+
+def _copy_into(f: ReservoirFile, dest: Path, progress: Callable[[int], None] | None) -> int:
+    """Copy `f` into a temporary file beside `dest`, then rename it over `dest`: a copy
+    that fails leaves no partial `dest`. Not fsynced: this is a cache, the origin keeps
+    the bytes."""
+    partial = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with open(fd, "wb", buffering=0) as out:
+            done = 0
+            for chunk in _chunks(f):
+                out.write(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done)
+            if progress and not done:
+                progress(0)
+        os.replace(partial, dest)
+        return done
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ReservoirError(f"cannot write {dest}: {exc.strerror or exc}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
 def cmd_workers(args: argparse.Namespace) -> None:
     with _client(args) as client:
         items = client.workers()
@@ -290,6 +372,12 @@ def parser() -> argparse.ArgumentParser:
     command("stat", cmd_stat, "show a file or directory").add_argument(
         "target", metavar="NAME/PATH"
     )
+    command("cat", cmd_cat, "write a file's bytes to standard output").add_argument(
+        "target", metavar="NAME/PATH"
+    )
+    get = command("get", cmd_get, "copy a file to a local path (a progress bar on a terminal)")
+    get.add_argument("target", metavar="NAME/PATH")
+    get.add_argument("dest", metavar="DEST", help="a file, or an existing directory to copy into")
     command("workers", cmd_workers, "list live workers and their tiers")
     return top
 

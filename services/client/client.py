@@ -101,9 +101,7 @@ class Client:
             yield directory, dirnames, filenames
             stack.extend(f"{directory}/{d}" if directory else d for d in reversed(dirnames))
 
-    def open(
-        self, dataset: str, path: str, *, config: ReaderConfig | None = None
-    ) -> ReservoirFile:
+    def open(self, dataset: str, path: str, *, config: ReaderConfig | None = None) -> ReservoirFile:
         """The file at `path` of `dataset`, open for reading (binary, seekable), with
         read-ahead and parallel fetches from the workers."""
         return ReservoirFile(self._master, dataset, path, config=config)

@@ -56,7 +56,7 @@ def _read_only(path: str, what: str) -> OSError:
     return OSError(errno.EROFS, f"reservoir:// is read-only: cannot {what}", path)
 
 
-class ReservoirFileSystem(AbstractFileSystem, metaclass=_MasterResolved):
+class ReservoirFileSystem(AbstractFileSystem, metaclass=_MasterResolved):  # type: ignore[misc]
     """Datasets of one Reservoir cluster; `master` is HOST:PORT (several: comma-separated)."""
 
     protocol = PROTOCOL

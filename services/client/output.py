@@ -6,7 +6,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 from reservoir.client.types import Dataset, FileStat, SyncResult, Worker
 from reservoir.units import format_size
@@ -121,3 +121,44 @@ def workers(items: list[Worker]) -> str:
             ]
         )
     return table(rows)
+
+
+def progress_bar(done: int, total: int, seconds: float, width: int = 30) -> str:
+    """`[#######.......]  45.0%  450.0 MiB / 1.0 GiB  512.0 MiB/s`"""
+    fraction = min(1.0, done / total) if total else 1.0
+    filled = int(width * fraction)
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {100 * fraction:5.1f}%  "
+        f"{format_size(done)} / {format_size(total)}  {_rate(done, seconds)}"
+    )
+
+
+def copied(source: str, dest: str, size: int, seconds: float) -> str:
+    """The line `get` ends with: what went where, how much, how fast."""
+    return f"{source} -> {dest}: {format_size(size)} in {seconds:.1f} s ({_rate(size, seconds)})"
+
+
+def _rate(size: int, seconds: float) -> str:
+    return f"{format_size(int(size / seconds))}/s" if seconds > 0 else "-"
+
+
+class Progress:
+    """A progress bar redrawn in place on a terminal, at most every `interval` seconds
+    (redrawing per chunk would cost more than the copy)."""
+
+    def __init__(self, total: int, stream: TextIO, interval: float = 0.1) -> None:
+        self.total, self.stream, self.interval = total, stream, interval
+        self.start = time.monotonic()
+        self._drawn = 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self._drawn >= self.interval or done >= self.total:
+            self._drawn = now
+            bar = progress_bar(done, self.total, now - self.start)
+            self.stream.write(f"\r{bar}\x1b[K")  # \x1b[K: erase what a longer bar left
+            self.stream.flush()
+
+    def finish(self) -> None:
+        self.stream.write("\n")
+        self.stream.flush()

@@ -39,6 +39,7 @@ import bisect
 import contextvars
 import io
 import itertools
+import logging
 import operator
 import os
 import threading
@@ -77,9 +78,11 @@ SEGMENT_SIZE = 8 * MiB
 # block, so the next block's worker is filling it while the current block streams.
 WINDOW = 8
 # Concurrent ReadBlock calls per open file. One synchronous stream moves 1.1-1.7 GB/s
-# on these machines; a few in parallel fill a 10 Gbit/s link and reach several
-# workers at once, more would only contend for the GIL.
-THREADS = 4
+# on these machines, so two already exceed a 10 Gbit/s link; the second hides each
+# call's start and lets the next block's worker begin its fill. Measured on 2 cores
+# with local workers: 1-2 threads reach ~1.1-1.3 GB/s, 4 threads ~0.9, 8 ~0.75 (the
+# GIL and the cores are shared).
+THREADS = 2
 # The least a random read fetches: 256 KiB take about one LAN round trip to send, so
 # small scattered reads (headers, footers, indexes) cost one call each and a
 # neighbouring small read likely finds its bytes already here.
@@ -102,6 +105,7 @@ _FINAL: dict[grpc.StatusCode, type[ReservoirError]] = {
 }
 
 _tracer = trace.get_tracer(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -232,8 +236,10 @@ class ReservoirFile(io.BufferedIOBase):
         channels: WorkerChannels | None = None,
     ) -> None:
         super().__init__()
+        self._lock = threading.Lock()  # first: close() needs it even if opening fails
         self._pieces: OrderedDict[int, _Piece] = OrderedDict()  # by start, LRU order
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0  # the process the pool's threads live in
         self.dataset = dataset
         self.path = paths.normalize(path)
         self._master = master
@@ -249,7 +255,6 @@ class ReservoirFile(io.BufferedIOBase):
         self._locations = _locations(answer)
         self._generation = 0  # bumped whenever the locations are asked again
         self._refresh_lock = threading.Lock()
-        self._lock = threading.Lock()
         self._suspects: dict[str, float] = {}  # worker -> until when it is tried last
         self._pos = 0
         self._expected = 0  # where a sequential read would start
@@ -301,7 +306,12 @@ class ReservoirFile(io.BufferedIOBase):
             self._check_open()
             start = self._pos
             try:
-                return b"".join(memoryview(c)[a:b] for c, a, b in self._spans(self._end(size)))
+                # Each chunk is copied once, as it arrives (overlapping the fetches), into
+                # a BytesIO whose getvalue() hands its buffer over without a copy.
+                out = io.BytesIO()
+                for chunk, a, b in self._spans(self._end(size)):
+                    out.write(memoryview(chunk)[a:b])
+                return out.getvalue()
             except BaseException:
                 self._pos = start
                 raise
@@ -350,14 +360,11 @@ class ReservoirFile(io.BufferedIOBase):
             return b"".join(parts)
 
     def close(self) -> None:
-        """Stop every fetch under way and release the pieces held."""
-        if not self.closed:
-            pieces = list(self._pieces.values())
-            self._pieces.clear()
-            for piece in pieces:
-                piece.abandon()
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop every fetch under way and release the pieces held (after a read under
+        way in another thread, as io's buffered files do)."""
+        with self._lock:
+            if not self.closed:
+                self._reset()
         super().close()
 
     def __enter__(self) -> ReservoirFile:
@@ -381,6 +388,8 @@ class ReservoirFile(io.BufferedIOBase):
         pos = self._pos
         if pos >= end:
             return
+        if self._pool is not None and self._pool_pid != os.getpid():
+            self._reset()  # a forked child (data loaders fork): start afresh
         if pos != self._expected:  # a random read: stop read-ahead that has not started
             self._ahead = 0
             for piece in [p for p in self._pieces.values() if p.future and p.future.cancel()]:
@@ -436,12 +445,25 @@ class ReservoirFile(io.BufferedIOBase):
             self._drop(next(iter(self._pieces.values())))  # least recently used
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._config.threads, "reservoir-read")
+            self._pool_pid = os.getpid()
         piece = _Piece(start, stop)
         # Each task runs in a copy of the reader's context, so its trace span (and the
         # workers' after it) joins the caller's trace.
         piece.future = self._pool.submit(contextvars.copy_context().run, self._fetch, piece)
         self._pieces[start] = piece
         return piece
+
+    def _reset(self) -> None:
+        pieces = list(self._pieces.values())
+        self._pieces.clear()
+        if self._pool_pid != os.getpid():  # forked: the parent's pieces and threads
+            self._pool = None
+            return
+        for piece in pieces:
+            piece.abandon()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def _drop(self, piece: _Piece) -> None:
         self._pieces.pop(piece.start, None)
@@ -468,7 +490,12 @@ class ReservoirFile(io.BufferedIOBase):
         got = 0
         tried: list[str] = []
         master_trouble = ""
-        span = {"reservoir.path": self.name, "reservoir.block": index, "reservoir.bytes": length}
+        what = f"{self.name} (block {index}, bytes {offset}-{offset + length} of it)"
+        span: dict[str, str | int] = {
+            "reservoir.path": self.name,
+            "reservoir.block": index,
+            "reservoir.bytes": length,
+        }
         with _tracer.start_as_current_span("reservoir.client.fetch", attributes=span):
             for round_ in range(ROUNDS):
                 generation = self._generation
@@ -476,29 +503,33 @@ class ReservoirFile(io.BufferedIOBase):
                     if piece.abandoned:
                         raise _Abandoned
                     try:
+                        # Read to the stream's end, so the call finishes rather than
+                        # being cancelled after its last byte.
                         for data in self._stream(piece, address, key, offset + got, length - got):
-                            data = data[: length - got]
-                            chunks.append(data)
-                            got += len(data)
-                            if got == length:
-                                return _Data(chunks)
-                        trouble = f"the stream ended after {got} of {length} bytes"
+                            if got < length:
+                                chunks.append(data[: length - got])
+                                got += len(chunks[-1])
+                        if got == length:
+                            return _Data(chunks)
+                        trouble = f"its stream ended early, at {got} of {length} bytes"
                     except grpc.RpcError as exc:
                         if piece.abandoned:
                             raise _Abandoned from None
-                        code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
+                        code, details = exc.code(), exc.details() or ""
                         final = _FINAL.get(code)
                         if final is not None:
                             raise final(f"{self.name}: {details or code.name}") from None
                         trouble = f"{code.name}: {details}" if details else code.name
                     tried.append(f"{address} ({trouble})")
                     self._suspects[address] = time.monotonic() + SUSPECT_SECONDS
+                    # INFO: an unconfigured WARNING would reach the CLI's stderr, where
+                    # a failed command prints one line.
+                    log.info("reading %s from %s: %s", what, address, trouble)
                 if round_ + 1 < ROUNDS:
                     try:
                         self._refresh(generation)
                     except Unavailable as exc:  # try the workers we know once more
                         master_trouble = f"; asking the master again failed: {exc}"
-        what = f"{self.name} (block {index}, bytes {offset}-{offset + length} of it)"
         if not tried:
             raise Unavailable(f"cannot read {what}: no live worker{master_trouble}")
         raise Unavailable(f"cannot read {what}: tried {', '.join(tried)}{master_trouble}")

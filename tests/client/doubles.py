@@ -12,16 +12,16 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn, TypeAlias
 
 import grpc
 
 from reservoir.blocks import block_count, block_span
 from reservoir.processes import free_port
-from reservoir.rpc.server import CHANNEL_OPTIONS
+from reservoir.rpc.server import APP_ERROR_KEY, CHANNEL_OPTIONS
 from reservoir.v1 import master_pb2, master_pb2_grpc, types_pb2, worker_pb2, worker_pb2_grpc
 
-Context = grpc.ServicerContext
+Context: TypeAlias = grpc.ServicerContext
 
 
 @dataclass
@@ -59,6 +59,13 @@ class Fault:
     short: bool = False  # end the stream cleanly, without the rest and without an error
 
 
+def _refuse(context: Context, code: grpc.StatusCode, message: str) -> NoReturn:
+    """As the real services refuse: marked as their own answer, not a broken connection."""
+    context.set_trailing_metadata(((APP_ERROR_KEY, "1"),))
+    context.abort(code, message)
+    raise AssertionError("abort returns by raising")
+
+
 class FakeWorker(worker_pb2_grpc.WorkerServiceServicer):
     """Serves any block of the store (as a filler would), in chunks; records requests."""
 
@@ -89,18 +96,22 @@ class FakeWorker(worker_pb2_grpc.WorkerServiceServicer):
         with self._lock:
             self.requests.append((key.path, key.index, request.offset, request.length))
         fault = self._take_fault()
+        if fault is not None and fault.after == 0 and not fault.short:  # before any lookup
+            time.sleep(fault.stall)
+            context.abort(fault.code, "injected fault")
         stored = self.store.files.get((key.dataset, key.path))
         if stored is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no such file: {key.dataset}/{key.path}")
+            _refuse(context, grpc.StatusCode.NOT_FOUND, f"no such file: {key.dataset}/{key.path}")
         if stored.version != key.version:
-            context.abort(
+            _refuse(
+                context,
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"{key.dataset}/{key.path} changed at the origin since the last sync: "
                 f"run `reservoir dataset sync {key.dataset}`",
             )
         start, block_length = block_span(key.index, self.store.block_size, len(stored.data))
         if request.offset > block_length:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "offset past the end of the block")
+            _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "offset past the end of the block")
         stop = block_length if not request.length else request.offset + request.length
         data = stored.data[start + request.offset : start + min(stop, block_length)]
         sent = 0
@@ -132,7 +143,7 @@ class FakeMaster(master_pb2_grpc.MasterServiceServicer):
     def _file(self, dataset: str, path: str, context: Context) -> StoredFile:
         stored = self.store.files.get((dataset, path))
         if stored is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no such file: {dataset}/{path}")
+            _refuse(context, grpc.StatusCode.NOT_FOUND, f"no such file: {dataset}/{path}")
         return stored
 
     def GetBlockLocations(
@@ -179,7 +190,9 @@ class FakeMaster(master_pb2_grpc.MasterServiceServicer):
             entry = types_pb2.DirEntry(path=request.path, file=stored.info(request.path))
             return master_pb2.StatPathResponse(entry=entry)
         if self._entries(request.dataset, request.path) is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no such file or directory: {request.path}")
+            _refuse(
+                context, grpc.StatusCode.NOT_FOUND, f"no such file or directory: {request.path}"
+            )
         return master_pb2.StatPathResponse(entry=types_pb2.DirEntry(path=request.path, is_dir=True))
 
     def ListDirectory(
@@ -191,7 +204,9 @@ class FakeMaster(master_pb2_grpc.MasterServiceServicer):
             return master_pb2.ListDirectoryResponse(entries=[entry])
         entries = self._entries(request.dataset, request.path)
         if entries is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"no such file or directory: {request.path}")
+            _refuse(
+                context, grpc.StatusCode.NOT_FOUND, f"no such file or directory: {request.path}"
+            )
         return master_pb2.ListDirectoryResponse(entries=entries)
 
     def ListDatasets(
@@ -199,7 +214,9 @@ class FakeMaster(master_pb2_grpc.MasterServiceServicer):
     ) -> master_pb2.ListDatasetsResponse:
         names = sorted({name for name, _ in self.store.files})
         return master_pb2.ListDatasetsResponse(
-            datasets=[master_pb2.Dataset(name=n, phase=master_pb2.DATASET_PHASE_READY) for n in names]
+            datasets=[
+                master_pb2.Dataset(name=n, phase=master_pb2.DATASET_PHASE_READY) for n in names
+            ]
         )
 
 
