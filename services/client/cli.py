@@ -245,6 +245,27 @@ def cmd_workers(args: argparse.Namespace) -> None:
     _print(args, items, lambda: output.workers(items))
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    name, path = paths.split_target(args.target)
+    with _client(args) as client:
+        job = client.load(name, [path, *args.paths] if path else args.paths)
+        if not args.wait:
+            _print(args, job, lambda: f"{output.load_job(job)}\nfollow it: reservoir job {job.id}")
+            return 0
+        bar = output.Progress(job.total_bytes, sys.stderr) if sys.stderr.isatty() else None
+        job = client.wait_for_load(job.id, (lambda j: bar.update(j.loaded_bytes)) if bar else None)
+        if bar:
+            bar.finish()
+    _print(args, job, lambda: output.load_job(job))
+    return 0 if job.state == "Succeeded" else 1
+
+
+def cmd_job(args: argparse.Namespace) -> None:
+    with _client(args) as client:
+        job = client.load_job(args.id)
+    _print(args, job, lambda: output.load_job(job))
+
+
 # -- the parser ----------------------------------------------------------------
 
 
@@ -378,6 +399,13 @@ def parser() -> argparse.ArgumentParser:
     get = command("get", cmd_get, "copy a file to a local path (a progress bar on a terminal)")
     get.add_argument("target", metavar="NAME/PATH")
     get.add_argument("dest", metavar="DEST", help="a file, or an existing directory to copy into")
+    load = command("load", cmd_load, "preload files into the cache (the whole dataset if no PATH)")
+    load.add_argument("target", metavar="NAME", help="a dataset, or NAME/PATH")
+    load.add_argument("paths", nargs="*", metavar="PATH", help="files or directories in it")
+    load.add_argument("--wait", action="store_true", help="follow the job until it ends")
+    command("job", cmd_job, "show a load job, by the ID `load` printed").add_argument(
+        "id", metavar="ID"
+    )
     command("workers", cmd_workers, "list live workers and their tiers")
     return top
 

@@ -14,7 +14,8 @@ errors, and returns the dataclasses of `reservoir.client.types`.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from reservoir import paths
 from reservoir.client import types
@@ -22,6 +23,9 @@ from reservoir.client.reader import ReaderConfig, ReservoirFile
 from reservoir.errors import NotFound
 from reservoir.rpc.master_client import DEFAULT_MASTER, MasterClient
 from reservoir.v1 import master_pb2 as pb
+
+# How often waiting for a preload asks the master: a progress bar stays lively.
+LOAD_POLL_SECONDS = 0.25
 
 
 def default_master() -> str:
@@ -110,6 +114,28 @@ class Client:
         """The whole file at `path` of `dataset`."""
         with self.open(dataset, path) as f:
             return f.read()
+
+    # -- preload -----------------------------------------------------------------
+
+    def load(self, dataset: str, paths_: Sequence[str] = ()) -> types.LoadJob:
+        """Start caching these files or directories (the whole dataset if none)."""
+        request = pb.StartLoadRequest(dataset=dataset, paths=[paths.normalize(p) for p in paths_])
+        return types.load_job(self._master.call("StartLoad", request, timeout=600).job)
+
+    def load_job(self, job_id: str) -> types.LoadJob:
+        return types.load_job(self._master.call("GetLoad", pb.GetLoadRequest(id=job_id)).job)
+
+    def wait_for_load(
+        self, job_id: str, on_progress: Callable[[types.LoadJob], None] | None = None
+    ) -> types.LoadJob:
+        """Poll until the job is over; its last state."""
+        while True:
+            job = self.load_job(job_id)
+            if on_progress:
+                on_progress(job)
+            if job.done:
+                return job
+            time.sleep(LOAD_POLL_SECONDS)
 
     # -- cluster -----------------------------------------------------------------
 

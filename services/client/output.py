@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from reservoir.client.types import Dataset, FileStat, SyncResult, Worker
+from reservoir.client.types import Dataset, FileStat, LoadJob, SyncResult, Worker
 from reservoir.units import format_size
 
 
@@ -162,3 +162,13 @@ class Progress:
     def finish(self) -> None:
         self.stream.write("\n")
         self.stream.flush()
+
+
+def load_job(job: LoadJob) -> str:
+    done = (
+        f"{job.loaded_blocks}/{job.total_blocks} blocks, "
+        f"{format_size(job.loaded_bytes)} of {format_size(job.total_bytes)}"
+    )
+    ended = f", finished {when(job.finished_ms)}" if job.finished_ms else ""
+    why = f": {job.message}" if job.message else ""
+    return f"load {job.id} of {job.dataset}: {job.state}{why} ({done}{ended})"

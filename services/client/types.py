@@ -72,6 +72,50 @@ class Worker:
     registered_ms: int
 
 
+@dataclass(frozen=True)
+class LoadJob:
+    """A preload: its state is "Running", "Succeeded" or "Failed"."""
+
+    id: str
+    dataset: str
+    paths: list[str]
+    state: str
+    total_blocks: int
+    loaded_blocks: int
+    total_bytes: int
+    loaded_bytes: int
+    started_ms: int
+    finished_ms: int
+    message: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.state != "Running"
+
+
+_LOAD_STATES = {
+    master_pb2.LOAD_STATE_RUNNING: "Running",
+    master_pb2.LOAD_STATE_SUCCEEDED: "Succeeded",
+    master_pb2.LOAD_STATE_FAILED: "Failed",
+}
+
+
+def load_job(message: master_pb2.LoadJob) -> LoadJob:
+    return LoadJob(
+        id=message.id,
+        dataset=message.dataset,
+        paths=list(message.paths),
+        state=_LOAD_STATES.get(message.state, "Unknown"),
+        total_blocks=message.total_blocks,
+        loaded_blocks=message.loaded_blocks,
+        total_bytes=message.total_bytes,
+        loaded_bytes=message.loaded_bytes,
+        started_ms=message.started_unix_ms,
+        finished_ms=message.finished_unix_ms,
+        message=message.message,
+    )
+
+
 def file_stat(entry: types_pb2.DirEntry) -> FileStat:
     if entry.is_dir:
         return FileStat(path=entry.path, is_dir=True)
