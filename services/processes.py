@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import signal
 import socket
+import subprocess
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -30,3 +31,17 @@ def die_with_parent() -> None:
     so that no process of a local cluster outlives the command that started it."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def stop(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> int | None:
+    """SIGTERM `process`, SIGKILL it if it lingers past `timeout`; its exit code."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

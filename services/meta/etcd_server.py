@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from reservoir.errors import FailedPrecondition, Unavailable
-from reservoir.processes import die_with_parent, free_port
+from reservoir.processes import die_with_parent, free_port, stop
 
 # A cold etcd on a loaded 2-core machine is healthy within a second or two.
 START_TIMEOUT = 30.0
@@ -84,10 +84,4 @@ class EtcdServer:
         raise Unavailable(f"etcd at {self.url} did not become healthy in {timeout:.0f} s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)

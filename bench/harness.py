@@ -1,0 +1,187 @@
+"""Processes and figures for the benchmarks in bench/: start, wait for, stop; summarize.
+
+Every process starts in its own session (so Ctrl-C in the terminal reaches the
+benchmark only, which then stops them in its `finally`) and dies with the benchmark
+if that is killed outright (PR_SET_PDEATHSIG). `stop` sends SIGTERM to the process,
+then SIGKILL to its whole process group if it has not exited in time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from reservoir.processes import die_with_parent, free_port
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 90.0  # reservoir up starts etcd, a master and workers on 2 cores
+STOP_TIMEOUT = 15.0
+S3_KEY = S3_SECRET = "S3RVER"  # what s3rver accepts; moto accepts anything
+
+
+def spawn(stack: ExitStack, argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `argv` with output to `log`; `stack` stops it on the way out."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+    stack.callback(stop, process)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # leftovers of its group, if any
+    process.wait()
+
+
+def wait_for(
+    ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str, log: Path
+) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not ready():
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited ({process.returncode}); see {log}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start in {START_TIMEOUT:.0f} s; see {log}")
+        time.sleep(0.1)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every `finally` runs and stops what we started."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+# -- the servers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class S3Server:
+    kind: str  # "s3rver" or "moto"
+    endpoint: str
+    note: str = ""  # why a fallback was used
+
+    def options(self) -> dict[str, str]:
+        return {
+            "endpoint": self.endpoint,
+            "access_key_id": S3_KEY,
+            "secret_access_key": S3_SECRET,
+            "region": "us-east-1",
+        }
+
+
+def start_s3(stack: ExitStack, work: Path, bucket: str, client: Callable[[str], object]) -> S3Server:
+    """s3rver (npm) with `bucket`; moto if s3rver cannot start. `client(endpoint)` gives
+    a boto3 client, used to tell when the server answers and to create moto's bucket."""
+    s3rver = ROOT / "node_modules" / ".bin" / "s3rver"
+    note = ""
+    if s3rver.exists():
+        port, log = free_port(), work / "s3rver.log"
+        argv = [str(s3rver), "-d", str(work / "s3rver"), "-a", HOST, "-p", str(port)]
+        process = spawn(stack, [*argv, "--silent", "--configure-bucket", bucket], log)
+        server = S3Server("s3rver", f"http://{HOST}:{port}")
+        try:
+            wait_for(lambda: _answers(client(server.endpoint), bucket), process, "s3rver", log)
+            return server
+        except RuntimeError as exc:
+            stop(process)
+            note = f"s3rver failed ({exc}); fell back to moto"
+    else:
+        note = "s3rver not installed (run `npm install`); fell back to moto"
+    port, log = free_port(), work / "moto.log"
+    argv = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
+    process = spawn(stack, argv, log)
+    server = S3Server("moto", f"http://{HOST}:{port}", note)
+    wait_for(lambda: _answers(client(server.endpoint), None), process, "moto", log)
+    client(server.endpoint).create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    return server
+
+
+def _answers(s3: object, bucket: str | None) -> bool:
+    try:
+        if bucket:
+            s3.head_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+        else:
+            s3.list_buckets()  # type: ignore[attr-defined]
+        return True
+    except Exception:
+        return False
+
+
+def start_reservoir(stack: ExitStack, work: Path, workers: int) -> str:
+    """`reservoir up` with `workers` workers; the master's address."""
+    port, log = free_port(), work / "up.log"
+    reservoir = Path(sys.executable).with_name("reservoir")
+    argv = [str(reservoir), "up", "--workers", str(workers), "--port", str(port)]
+    process = spawn(stack, [*argv, "--data-dir", str(work / "up")], log)
+    wait_for(lambda: "reservoir is up" in log.read_text(), process, "reservoir up", log)
+    return f"{HOST}:{port}"
+
+
+def start_bare_server(stack: ExitStack, work: Path, data_file: Path, block_size: int) -> str:
+    """bench/bare_stream_server.py serving `data_file`; its address."""
+    port, log = free_port(), work / "bare.log"
+    script = Path(__file__).with_name("bare_stream_server.py")
+    argv = [sys.executable, str(script), "--file", str(data_file), "--port", str(port)]
+    process = spawn(stack, [*argv, "--block-size", str(block_size)], log)
+    address = f"{HOST}:{port}"
+    wait_for(lambda: _grpc_ready(address), process, "the bare stream server", log)
+    return address
+
+
+def _grpc_ready(address: str) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=0.5)
+            return True
+        except grpc.FutureTimeoutError:
+            return False
+
+
+# -- figures ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    """Repeated measurements of one quantity."""
+
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    def show(self, digits: int = 2) -> str:
+        low, high = min(self.samples), max(self.samples)
+        spread = f" ({low:.{digits}f}–{high:.{digits}f})" if len(self.samples) > 1 else ""
+        return f"{self.median:.{digits}f}{spread}"
+
+    def as_json(self) -> dict[str, object]:
+        return {"median": self.median, "min": min(self.samples), "max": max(self.samples),
+                "samples": list(self.samples)}
