@@ -252,10 +252,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         if not args.wait:
             _print(args, job, lambda: f"{output.load_job(job)}\nfollow it: reservoir job {job.id}")
             return 0
-        bar = output.Progress(job.total_bytes, sys.stderr) if sys.stderr.isatty() else None
-        job = client.wait_for_load(job.id, (lambda j: bar.update(j.loaded_bytes)) if bar else None)
-        if bar:
-            bar.finish()
+        show = output.load_progress(job.total_bytes, sys.stderr, quiet=args.json)
+        job = client.wait_for_load(job.id, show.update)
+        show.finish()
     _print(args, job, lambda: output.load_job(job))
     return 0 if job.state == "Succeeded" else 1
 

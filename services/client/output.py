@@ -172,3 +172,30 @@ def load_job(job: LoadJob) -> str:
     ended = f", finished {when(job.finished_ms)}" if job.finished_ms else ""
     why = f": {job.message}" if job.message else ""
     return f"load {job.id} of {job.dataset}: {job.state}{why} ({done}{ended})"
+
+
+class LoadProgress:
+    """A load's progress: a bar on a terminal, else a plain line whenever it moves
+    (at most once a second), so logs of scripted runs show it too."""
+
+    def __init__(self, total: int, stream: TextIO, *, terminal: bool, quiet: bool) -> None:
+        self._bar = Progress(total, stream) if terminal and not quiet else None
+        self._stream = None if terminal or quiet else stream
+        self._last = (-1, 0.0)
+
+    def update(self, job: LoadJob) -> None:
+        if self._bar:
+            self._bar.update(job.loaded_bytes)
+        elif self._stream and job.loaded_blocks != self._last[0]:
+            now = time.monotonic()
+            if now - self._last[1] >= 1.0 or job.done:
+                self._last = (job.loaded_blocks, now)
+                print(load_job(job), file=self._stream, flush=True)
+
+    def finish(self) -> None:
+        if self._bar:
+            self._bar.finish()
+
+
+def load_progress(total: int, stream: TextIO, *, quiet: bool) -> LoadProgress:
+    return LoadProgress(total, stream, terminal=stream.isatty(), quiet=quiet)

@@ -9,10 +9,12 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from reservoir.master.datasets import DEFAULT_BLOCK_SIZE
 from reservoir.rpc.channels import WorkerChannels
 from reservoir.rpc.master_client import MasterClient
 from reservoir.rpc.server import Service, start_server, wait_for_stop_signal
 from reservoir.rpc.telemetry import setup_tracing
+from reservoir.units import format_size
 from reservoir.v1 import types_pb2, worker_pb2, worker_pb2_grpc
 from reservoir.worker.blockcache import BlockCache
 from reservoir.worker.membership import Membership
@@ -56,6 +58,14 @@ async def serve(config: WorkerConfig) -> None:
     config.cache_dir.mkdir(parents=True, exist_ok=True)
     identity = worker_id(config.cache_dir)
     address = config.advertise or config.listen
+    if max(config.mem_quota, config.disk_quota) < DEFAULT_BLOCK_SIZE:
+        log.warning(
+            "both quotas (memory %s, disk %s) are smaller than the default block size (%s): "
+            "blocks of that size will be served but not cached",
+            format_size(config.mem_quota),
+            format_size(config.disk_quota),
+            format_size(DEFAULT_BLOCK_SIZE),
+        )
     store = BlockStore(config.cache_dir, config.mem_quota, config.disk_quota)
     await store.open()
     master = MasterClient(config.master)

@@ -144,6 +144,10 @@ def test_load_of_a_path_and_bad_paths(cluster: Mesh) -> None:
     with cluster.client() as client:
         job = client.wait_for_load(client.load("ds", ["model"]).id)
         assert (job.state, job.total_bytes) == ("Succeeded", len(FILES["model/weights.bin"]))
+    plain = run_cli("load", "ds/small.txt", "--wait", master=cluster.address, timeout=60)
+    assert plain.returncode == 0, plain.stderr
+    assert "Succeeded (1/1 blocks" in plain.stdout
+    assert "of ds: " in plain.stderr  # progress lines when stderr is not a terminal
     missing = run_cli("load", "ds", "no/such/dir", master=cluster.address)
     assert missing.returncode == 1 and "no such file or directory" in missing.stderr
     unknown = run_cli("job", "nope", master=cluster.address)
