@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 BUF    := node_modules/.bin/buf
 
-.PHONY: setup demo test lint format protos clean
+.PHONY: setup demo test bench lint format protos clean
 
 setup: $(STAMP) $(BUF)
 
@@ -25,6 +25,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Read throughput against bare gRPC and direct S3 GETs (s3rver from npm); see bench/README.md.
+bench: setup
+	$(PY) bench/read_throughput.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

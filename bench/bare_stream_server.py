@@ -37,7 +37,9 @@ class BareWorker(worker_pb2_grpc.WorkerServiceServicer):
         start = base + request.offset
         end = block_end if request.length == 0 else min(block_end, start + request.length)
         for position in range(start, end, CHUNK):
-            yield worker_pb2.ReadBlockResponse(data=self._data[position : min(position + CHUNK, end)])
+            yield worker_pb2.ReadBlockResponse(
+                data=self._data[position : min(position + CHUNK, end)]
+            )
 
 
 async def serve(data: bytes, block_size: int, port: int) -> None:

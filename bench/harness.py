@@ -1,25 +1,30 @@
-"""Processes and figures for the benchmarks in bench/: start, wait for, stop; summarize.
+"""Helpers for the benchmarks in bench/: the processes they start, and their figures.
 
-Every process starts in its own session (so Ctrl-C in the terminal reaches the
-benchmark only, which then stops them in its `finally`) and dies with the benchmark
-if that is killed outright (PR_SET_PDEATHSIG). `stop` sends SIGTERM to the process,
-then SIGKILL to its whole process group if it has not exited in time.
+Every process starts in its own session and process group (so Ctrl-C in the terminal
+reaches the benchmark only, which then stops them from its `finally`), and dies with
+the benchmark if that is killed outright (PR_SET_PDEATHSIG). `stop` sends SIGTERM to
+the process group, then SIGKILL if it has not exited in time. `reservoir up` stops
+its own children (etcd, master, workers) on SIGTERM, and they die with it otherwise.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 import grpc
+from botocore.config import Config
 
 from reservoir.processes import die_with_parent, free_port
 
@@ -46,15 +51,17 @@ def spawn(stack: ExitStack, argv: Sequence[str], log: Path) -> subprocess.Popen[
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
+    """SIGTERM to the process group, SIGKILL after STOP_TIMEOUT; at most once."""
+    if process.poll() is not None:
+        return  # reaped: its group id may belong to someone else by now
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)  # the leader is not reaped yet: still our group
         try:
             process.wait(STOP_TIMEOUT)
+            return
         except subprocess.TimeoutExpired:
-            pass
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)  # leftovers of its group, if any
-    process.wait()
+            continue
 
 
 def wait_for(
@@ -96,9 +103,17 @@ class S3Server:
         }
 
 
-def start_s3(stack: ExitStack, work: Path, bucket: str, client: Callable[[str], object]) -> S3Server:
-    """s3rver (npm) with `bucket`; moto if s3rver cannot start. `client(endpoint)` gives
-    a boto3 client, used to tell when the server answers and to create moto's bucket."""
+def s3_client(endpoint: str) -> Any:
+    """A boto3 client for the benchmark's S3 server (fails fast while it starts)."""
+    config = Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=60)
+    return boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET,
+        region_name="us-east-1", config=config,
+    )  # fmt: skip
+
+
+def start_s3(stack: ExitStack, work: Path, bucket: str) -> S3Server:
+    """s3rver (npm) serving `bucket`; moto if s3rver cannot start (the note says why)."""
     s3rver = ROOT / "node_modules" / ".bin" / "s3rver"
     note = ""
     if s3rver.exists():
@@ -107,7 +122,7 @@ def start_s3(stack: ExitStack, work: Path, bucket: str, client: Callable[[str], 
         process = spawn(stack, [*argv, "--silent", "--configure-bucket", bucket], log)
         server = S3Server("s3rver", f"http://{HOST}:{port}")
         try:
-            wait_for(lambda: _answers(client(server.endpoint), bucket), process, "s3rver", log)
+            wait_for(lambda: _answers(s3_client(server.endpoint), bucket), process, "s3rver", log)
             return server
         except RuntimeError as exc:
             stop(process)
@@ -118,17 +133,17 @@ def start_s3(stack: ExitStack, work: Path, bucket: str, client: Callable[[str], 
     argv = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
     process = spawn(stack, argv, log)
     server = S3Server("moto", f"http://{HOST}:{port}", note)
-    wait_for(lambda: _answers(client(server.endpoint), None), process, "moto", log)
-    client(server.endpoint).create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    wait_for(lambda: _answers(s3_client(server.endpoint), None), process, "moto", log)
+    s3_client(server.endpoint).create_bucket(Bucket=bucket)
     return server
 
 
-def _answers(s3: object, bucket: str | None) -> bool:
+def _answers(s3: Any, bucket: str | None) -> bool:
     try:
         if bucket:
-            s3.head_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+            s3.head_bucket(Bucket=bucket)
         else:
-            s3.list_buckets()  # type: ignore[attr-defined]
+            s3.list_buckets()
         return True
     except Exception:
         return False
@@ -164,7 +179,52 @@ def _grpc_ready(address: str) -> bool:
             return False
 
 
-# -- figures ------------------------------------------------------------------------------
+# -- measuring ----------------------------------------------------------------------------
+
+BUFFER = 8 * 1024 * 1024  # what a streaming reader hands to readinto
+
+
+class Sink:
+    """Where a reader's bytes land: one reused buffer, as with readinto."""
+
+    def __init__(self, digest: bool) -> None:
+        self.buffer = bytearray(BUFFER)
+        self.bytes = 0
+        self.sha = hashlib.sha256() if digest else None
+
+    def landed(self, n: int) -> None:
+        self.bytes += n
+        if self.sha:
+            self.sha.update(memoryview(self.buffer)[:n])
+
+    def put(self, chunks: Iterable[Any]) -> None:
+        """Copy each chunk in (in BUFFER-sized pieces if it is larger)."""
+        view = memoryview(self.buffer)
+        for chunk in chunks:
+            data = memoryview(chunk).cast("B")
+            for at in range(0, len(data), BUFFER):
+                piece = data[at : at + BUFFER]
+                view[: len(piece)] = piece
+                self.landed(len(piece))
+
+
+Reader = Callable[[Sink], None]
+
+
+def timed(read: Reader, size: int, sha: str | None = None) -> float:
+    """Seconds `read` takes; checks the byte count, and the bytes if `sha` is given."""
+    sink = Sink(digest=sha is not None)
+    start = time.perf_counter()
+    read(sink)
+    seconds = time.perf_counter() - start
+    if sink.bytes != size or (sink.sha and sink.sha.hexdigest() != sha):
+        raise RuntimeError(f"read {sink.bytes} of {size} bytes, or the bytes differ")
+    return seconds
+
+
+def gbps(size: int, seconds: Sequence[float]) -> Figure:
+    """Throughputs in GB/s (10^9 bytes per second) of reads of `size` bytes."""
+    return Figure(tuple(size / s / 1e9 for s in seconds))
 
 
 @dataclass(frozen=True)
@@ -179,9 +239,13 @@ class Figure:
 
     def show(self, digits: int = 2) -> str:
         low, high = min(self.samples), max(self.samples)
-        spread = f" ({low:.{digits}f}–{high:.{digits}f})" if len(self.samples) > 1 else ""
+        spread = f" ({low:.{digits}f}-{high:.{digits}f})" if len(self.samples) > 1 else ""
         return f"{self.median:.{digits}f}{spread}"
 
     def as_json(self) -> dict[str, object]:
-        return {"median": self.median, "min": min(self.samples), "max": max(self.samples),
-                "samples": list(self.samples)}
+        return {
+            "median": self.median,
+            "min": min(self.samples),
+            "max": max(self.samples),
+            "samples": list(self.samples),
+        }

@@ -9,11 +9,16 @@ names.
 from __future__ import annotations
 
 import hashlib
+import mmap
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from reservoir import paths
 from reservoir.errors import InvalidArgument
 from reservoir.v1 import types_pb2
+
+# A block's bytes: as read from disk, or the buffer its fill wrote them into.
+BlockData: TypeAlias = bytes | mmap.mmap
 
 
 def file_id(path: str, version: str) -> str:

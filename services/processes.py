@@ -8,6 +8,8 @@ import socket
 import subprocess
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# mallopt(3) parameters, from <malloc.h>.
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -45,3 +47,22 @@ def stop(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> int 
             process.kill()
             process.wait()
     return process.returncode
+
+
+def tune_allocator() -> None:
+    """Keep glibc from returning freed 1 MiB message buffers to the kernel.
+
+    Streaming blocks allocates and frees a 1 MiB buffer per gRPC message. By default
+    glibc serves those with mmap and unmaps them on free, so every message costs
+    hundreds of page faults: measured 20k-87k faults per 256 MiB read in a client and
+    ~280k in a worker, and about 20% of warm read throughput. Serving them from the
+    heap and keeping a 256 MiB pad makes the memory reused instead. Larger buffers
+    (whole blocks) are still mapped and returned as before.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)  # glibc's maximum on 64-bit
+        libc.mallopt(_M_TRIM_THRESHOLD, 256 * 1024 * 1024)
+        libc.mallopt(_M_TOP_PAD, 64 * 1024 * 1024)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune

@@ -21,6 +21,7 @@ from reservoir.client import output
 from reservoir.client.client import Client, default_master
 from reservoir.client.reader import ReservoirFile
 from reservoir.errors import InvalidArgument, ReservoirError
+from reservoir.processes import tune_allocator
 from reservoir.rpc.telemetry import setup_tracing
 from reservoir.units import format_size, parse_size
 
@@ -420,6 +421,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
+    tune_allocator()
     try:
         setup_tracing(f"reservoir-{args.command}")
         return args.run(args) or 0

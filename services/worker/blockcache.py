@@ -145,7 +145,7 @@ class BlockCache:
             self.flights.land(block)
             return
         try:
-            if await self.store.put(block, bytes(fill.buffer)):
+            if await self.store.put(block, fill.data()):
                 self._on_change()
         finally:
             self.flights.land(block)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from reservoir.blocks import BlockId
+from reservoir.blocks import BlockData, BlockId
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def block_path(root: Path, block: BlockId) -> Path:
     return root / hashlib.sha256(name.encode()).hexdigest()[:2] / f"{name}{BLOCK_SUFFIX}"
 
 
-def encode_header(block: BlockId, data: bytes) -> bytes:
+def encode_header(block: BlockId, data: BlockData) -> bytes:
     fields = {
         "dataset": block.dataset,
         "path": block.path,
@@ -108,7 +108,7 @@ def encode_header(block: BlockId, data: bytes) -> bytes:
     return _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header
 
 
-def write(path: Path, block: BlockId, data: bytes) -> None:
+def write(path: Path, block: BlockId, data: BlockData) -> None:
     """Write `block` atomically at `path`; OSError (a full disk...) leaves no temp file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reservoir.blocks import BlockId
+from reservoir.blocks import BlockData, BlockId
 from reservoir.units import format_size
 from reservoir.worker import disk_tier
 
@@ -114,7 +114,7 @@ class BlockStore:
             raise ValueError(f"quotas must not be negative: {mem_quota}, {disk_quota}")
         self._root = disk_tier.blocks_root(cache_dir)
         self._mem = _Lru(mem_quota)
-        self._data: dict[BlockId, bytes] = {}
+        self._data: dict[BlockId, BlockData] = {}
         self._disk = _Lru(disk_quota)
         self._writing: dict[BlockId, asyncio.Event] = {}
         self._deleting: dict[BlockId, asyncio.Event] = {}
@@ -150,7 +150,7 @@ class BlockStore:
             self.counters.evictions[DISK] += len(over)
             await self._drop_disk(over)
 
-    async def get(self, block: BlockId) -> bytes | None:
+    async def get(self, block: BlockId) -> BlockData | None:
         """The block's bytes, from memory or verified from disk; None on a miss."""
         data = self._data.get(block)
         if data is not None:
@@ -173,7 +173,7 @@ class BlockStore:
         self._admit_mem(block, read)
         return read
 
-    async def put(self, block: BlockId, data: bytes) -> bool:
+    async def put(self, block: BlockId, data: BlockData) -> bool:
         """Cache `block` in every tier it fits; False if none holds it afterwards."""
         self._admit_mem(block, data)
         await self._shielded(self._write_disk(block, data))
@@ -238,7 +238,7 @@ class BlockStore:
 
     # -- memory tier ------------------------------------------------------------------
 
-    def _admit_mem(self, block: BlockId, data: bytes) -> bool:
+    def _admit_mem(self, block: BlockId, data: BlockData) -> bool:
         if block in self._data:
             self._mem.touch(block)
             return True
@@ -260,7 +260,7 @@ class BlockStore:
 
     # -- disk tier --------------------------------------------------------------------
 
-    async def _write_disk(self, block: BlockId, data: bytes) -> bool:
+    async def _write_disk(self, block: BlockId, data: BlockData) -> bool:
         size = len(data)
         if not self._disk.fits(size):
             return False
