@@ -6,11 +6,29 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 BUF    := node_modules/.bin/buf
 
-.PHONY: setup demo test bench lint format protos clean
+.PHONY: setup apt-packages demo test bench lint format protos clean
 
-setup: $(STAMP) $(BUF)
+setup: apt-packages $(STAMP) $(BUF)
 
-$(STAMP): pyproject.toml
+# Debian packages, installed only when missing (we run as root, no sudo): fuse3 for
+# fusermount3 (mounts and their tests), and what pyfuse3 builds against when pip
+# installs it: libfuse3-dev, pkg-config, gcc and Python's headers.
+apt-packages:
+	@missing=""; \
+	command -v fusermount3 >/dev/null || missing="$$missing fuse3"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	pkg-config --exists fuse3 2>/dev/null || missing="$$missing libfuse3-dev"; \
+	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+		|| missing="$$missing python3-dev"; \
+	if [ -n "$$missing" ]; then \
+		echo "apt-get install$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing; \
+	fi
+
+# Order-only on apt-packages: the check runs first every time, but does not make
+# the environment be installed again.
+$(STAMP): pyproject.toml | apt-packages
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

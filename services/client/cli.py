@@ -260,6 +260,21 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 0 if job.state == "Succeeded" else 1
 
 
+def cmd_mount(args: argparse.Namespace) -> int:
+    from reservoir.client.fuse.mount import config_from, run_background, run_foreground
+
+    config = config_from(
+        args.master or default_master(), args.target, args.mountpoint, args.allow_other
+    )
+    if args.foreground or args.ready_fd is not None:
+        return run_foreground(config, args.ready_fd, args.log)
+    extra = [
+        *(["--allow-other"] if args.allow_other else []),
+        *(["--log", str(args.log)] if args.log else []),
+    ]
+    return run_background(config, extra)
+
+
 def cmd_job(args: argparse.Namespace) -> None:
     with _client(args) as client:
         job = client.load_job(args.id)
@@ -407,6 +422,19 @@ def parser() -> argparse.ArgumentParser:
         "id", metavar="ID"
     )
     command("workers", cmd_workers, "list live workers and their tiers")
+    mount = command(
+        "mount",
+        cmd_mount,
+        "mount a dataset read-only (FUSE); returns once it answers; unmount with umount",
+    )
+    mount.add_argument("target", metavar="NAME", help="a dataset, or NAME/PATH for a directory")
+    mount.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing directory")
+    mount.add_argument("--foreground", action="store_true", help="serve in this process")
+    mount.add_argument(
+        "--allow-other", action="store_true", help="let users other than this one see it"
+    )
+    mount.add_argument("--log", type=Path, metavar="FILE", help="the daemon's log (appended)")
+    mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)  # the daemon's, internal
     return top
 
 
