@@ -4,31 +4,74 @@ Prefetch design
 ---------------
 At open, `ReservoirFile` asks the master once where each block of the file lives
 (GetBlockLocations); from then on it reads from the workers directly. It holds parts
-of the file as *pieces*: byte ranges fetched by one ReadBlock call each, never
-crossing a *segment* (an 8 MiB-aligned range inside a block, so a 64 MiB block is 8
-segments). A small thread pool per open file fetches them; they are kept in LRU order.
+of the file as *pieces*: byte ranges never crossing a block, each brought by one
+ReadBlock call (or several when a worker fails) and kept as the *chunks* (messages,
+1 MiB from a worker) received so far. Three parts:
 
-- Sequential reads (one that starts where the previous one ended; the first read at
-  offset 0 counts) keep whole segments in flight ahead of the reader. The read-ahead
-  starts at one segment and doubles with each segment consumed, up to `window`: a
-  reader that wants only a header does not pull 64 MiB, and a streaming reader soon
-  has the next block's worker filling it while the current block streams.
-- Random reads fetch only the bytes asked for (at least `random_min`, about what one
-  round trip costs), without read-ahead; read-ahead not yet started is dropped.
-- A piece the sequential reader has passed is dropped at once; others stay, in LRU
-  order, up to `window + 2` pieces. Memory is thus bounded by
-  (window + 2 + threads) x segment_size per open file: `threads` for fetches evicted
-  while running, which are cancelled.
+- Streams. A sequential read (one that starts where the previous one ended, or in
+  bytes a stream holds; the first read at offset 0 counts) reads one call per block,
+  from the position to the block's end. The reader receives the chunks itself, in
+  its own thread, as it needs them, and copies each one once, into the caller's
+  buffer, while it is still in the CPU cache; a stream lets go of each chunk the
+  reader has passed.
+- Read-ahead. The *read-ahead limit* is the position plus `ahead` segments of
+  `segment_size`; `ahead` starts at 1 and doubles with each segment read, up to
+  `window`. Blocks that start below the limit get their calls opened while fewer
+  than `threads` calls are open (the call the reader needs always opens), and the
+  others have their workers asked to cache them (CacheBlock, answered but not waited
+  for): a cold block's fill starts at once, while the reader is still on the block
+  before, without its bytes moving yet. With the defaults (8 x 8 MiB = one 64 MiB
+  block, one call) the next block's worker is asked as the reader enters a block,
+  and its call opens as the reader reaches it. A reader that wants only a header
+  opens one call and receives about one segment.
+- Prefetching between reads. When the caller has not read again for a moment
+  (`PREFETCH_DELAY_SECONDS`), one thread per file (started when needed, ended when
+  idle) receives the open calls' chunks, nearest first, up to the read-ahead limit,
+  so that the transfer goes on while the caller works on what it read. During a
+  read it stands back, and gRPC's flow control holds the workers back at the limit.
 
-Failures (`_fetch` is the one function to read for them): a piece goes to the
+Why so (bench/README.md; 2 cores, warm 256 MiB reads): a reader that waited for
+whole 8 MiB pieces fetched by pool threads spent most of its time waiting, and an
+8 MiB call moves about 0.65 GB/s where one call per 64 MiB block moves about 1.05.
+Chunks handed from fetch threads to the reader as they arrive still cost a thread
+switch per chunk: 0.75-0.83 GB/s, where receiving in the reader's own thread reached
+1.07. A second stream received at the same time cost about 5% more, and a prefetch
+thread that ran between back-to-back reads more faults and switches, hence the two
+rules above.
+
+Random reads (any other) first cancel the streams' calls and fetch only the bytes
+asked for (at least `random_min`, about what one round trip costs), without
+read-ahead. A random piece up to `segment_size` is *kept*, in LRU order, for nearby
+reads (the prefetch thread receives the rest of it); a larger one is read like a
+stream. A read that goes on from where one ended streams again.
+
+Bounds per open file: at most `window + 2` pieces (the least recently used is
+dropped, and its call cancelled), and `threads` calls open for read-ahead besides
+the one the reader needs. Kept pieces hold at most `segment_size` each; streams hold
+what lies between the position and the read-ahead limit (`window x segment_size`)
+plus a chunk each, and gRPC buffers at most a call's HTTP/2 window for each call
+open. So memory stays below (2 x window + 2) x segment_size plus a few chunks and
+windows, whatever the file's size; a piece the sequential reader has passed is
+dropped at once. A config such as segment_size=256 KiB, window=1, threads=1 reads in
+small steps: one call open, 256 KiB ahead.
+
+Failures (`_receive` is the one function to read for them): a piece goes to the
 block's first holder, else its first filler. When a worker fails (unreachable,
 deadline, stream broken or ended early, NOT_FOUND...), the bytes of the piece not yet
 received are asked of the next candidate: holders, then fillers, skipping those that
-failed. Once all have failed, the master is asked again for the locations and each
-candidate gets one more try; then Unavailable names the workers tried.
-FAILED_PRECONDITION (the origin object changed since the last sync) is raised at once.
-A worker that failed is tried last by this file for a while, so a dead worker costs
-one failed call per piece in flight, not one per piece read.
+failed; a stream that broke after k bytes goes on from its offset + k. Once all have
+failed, the master is asked again for the locations and each candidate gets one more
+try; then Unavailable names the workers tried. FAILED_PRECONDITION (the origin object
+changed since the last sync) is raised at once. A call that reaches its deadline
+after sending bytes, or while nobody was waiting for it (a call opened ahead, or a
+reader that paused), goes on at the same worker. A worker that failed is tried last
+by this file for a while, so a dead worker costs one failed call per piece in flight,
+not one per piece read.
+
+Forks (data loaders fork their workers): gRPC does not survive a fork with calls
+open, so before a fork each file lets a chunk being received arrive and cancels its
+calls; the parent's fetches call again from the byte reached, and a child starts
+afresh with its own channels.
 
 gRPC errors stop here: callers see `reservoir.errors` only.
 """
@@ -36,21 +79,20 @@ gRPC errors stop here: callers see `reservoir.errors` only.
 from __future__ import annotations
 
 import bisect
-import contextvars
 import io
-import itertools
 import logging
 import operator
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from reservoir import paths
@@ -70,32 +112,43 @@ if TYPE_CHECKING:
 
 MiB = 1024 * 1024
 
-# Eight 1 MiB messages per ReadBlock call: the call's round trip is a few percent of
-# its transfer, a 64 MiB block is 8 calls that can run in parallel, and a piece in
-# memory stays small enough to keep several per open file.
+# The unit of read-ahead, and the largest random piece kept for nearby reads.
 SEGMENT_SIZE = 8 * MiB
-# Segments a sequential reader keeps in flight ahead of itself: 64 MiB, one default
-# block, so the next block's worker is filling it while the current block streams.
+# Segments of read-ahead a sequential reader reaches: 64 MiB, one default block, so
+# the next block's worker is asked for it as the reader enters a block, and fills it
+# while the current block is read.
 WINDOW = 8
-# Concurrent ReadBlock calls per open file. One synchronous stream moves 1.1-1.7 GB/s
-# on these machines, so two already exceed a 10 Gbit/s link; the second hides each
-# call's start and lets the next block's worker begin its fill. Measured on 2 cores
-# with local workers: 1-2 threads reach ~1.1-1.3 GB/s, 4 threads ~0.9, 8 ~0.75 (the
-# GIL and the cores are shared).
-THREADS = 2
+# ReadBlock calls open at once per file for read-ahead (the name is older than the
+# design: the calls are read by the reader's own thread). One synchronous stream
+# moves 1.1-1.7 GB/s on these machines, more than a 10 Gbit/s link; a second one,
+# received at the same time, cost about 5% of a warm read on 2 cores. The workers of
+# the blocks after are asked to cache them (CacheBlock) instead, which starts their
+# fills as early without moving their bytes yet.
+THREADS = 1
 # The least a random read fetches: 256 KiB take about one LAN round trip to send, so
 # small scattered reads (headers, footers, indexes) cost one call each and a
 # neighbouring small read likely finds its bytes already here.
 RANDOM_MIN = 256 * 1024
 # One ReadBlock call, whole: on a miss the worker streams while it fills the block, so
-# the last segment of a block may wait for a block's worth of origin reads. A worker
-# slower than this is given up and the rest of the piece asked of the next one.
+# a call may wait for a block's worth of origin reads. A worker that sends nothing for
+# this long is given up and the rest of the piece asked of the next one; a call that
+# sent bytes but outlived this (its reader was slow) goes on at the same worker.
 RPC_TIMEOUT = 60.0
 # How long a worker that failed is tried last by a file: about a worker's lease, by
 # the end of which the master has dropped a dead worker, and a live one has recovered.
 SUSPECT_SECONDS = 10.0
 # Rounds over a block's candidates: with the locations known, then with fresh ones.
 ROUNDS = 2
+# How long after a read the prefetch thread starts receiving: a caller that reads
+# again at once (a copy, a FUSE mount's stream of reads) is faster receiving itself,
+# without a thread switch per chunk, while one that works on what it read for longer
+# has the transfer go on meanwhile.
+PREFETCH_DELAY_SECONDS = 0.002
+# How long a file's prefetch thread waits for work before it ends (a later read
+# starts another).
+PREFETCH_IDLE_SECONDS = 2.0
+# How long a fork waits for a chunk being received to arrive before it goes ahead.
+FORK_QUIET_SECONDS = 1.0
 
 # Worker answers that another worker would give too: raised at once, never retried.
 _FINAL: dict[grpc.StatusCode, type[ReservoirError]] = {
@@ -174,48 +227,96 @@ def _locations(answer: master_pb2.GetBlockLocationsResponse) -> dict[int, _Locat
     return {b.index: _Location(tuple(b.holders), tuple(b.fillers)) for b in answer.blocks}
 
 
-class _Data:
-    """The bytes of one piece as they arrived: chunks, never joined (a copy saved)."""
-
-    __slots__ = ("chunks", "starts")
-
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
-        self.starts = list(itertools.accumulate((len(c) for c in chunks), initial=0))
-
-    def spans(self, lo: int, hi: int) -> Iterator[tuple[bytes, int, int]]:
-        """Bytes [lo, hi) of the piece as (chunk, start, stop) triples."""
-        i = bisect.bisect_right(self.starts, lo) - 1
-        while lo < hi:
-            base, chunk = self.starts[i], self.chunks[i]
-            stop = min(len(chunk), hi - base)
-            yield chunk, lo - base, stop
-            lo, i = base + stop, i + 1
-
-
 class _Piece:
-    """Bytes [start, stop) of the file, fetched (or being fetched) by one task."""
+    """Bytes [start, stop) of the file: the ReadBlock call(s) that bring them, and the
+    chunks received so far.
 
-    __slots__ = ("abandoned", "call", "future", "start", "stop")
+    `source` (`ReservoirFile._receive`) yields the chunks, moving to another worker
+    when one fails. Whoever needs the next chunk drives it one step, under the file's
+    condition (`busy`): the reader, in its own thread, or the prefetch thread, while
+    no read is under way. A kept piece holds its chunks until it is dropped; a streamed
+    one lets go of each chunk the reader has passed (`floor`).
+    """
 
-    def __init__(self, start: int, stop: int) -> None:
-        self.start, self.stop = start, stop
-        self.future: Future[_Data] | None = None
-        self.call: grpc.Call | None = None  # the ReadBlock call under way
+    __slots__ = (
+        "abandoned",
+        "busy",
+        "call",
+        "chunks",
+        "context",
+        "done",
+        "error",
+        "floor",
+        "keep",
+        "offsets",
+        "received",
+        "released",
+        "source",
+        "start",
+        "stop",
+        "waited",
+    )
+
+    def __init__(self, start: int, stop: int, *, keep: bool) -> None:
+        self.start, self.stop, self.keep = start, stop, keep
+        self.chunks: list[bytes | None] = []  # None: let go of
+        self.offsets: list[int] = []  # where each chunk starts, in the file
+        self.received = start  # bytes [start, received) have arrived
+        self.floor = start  # and [floor, received) are still held
+        self.released = 0  # chunks before this index are let go of
+        self.source: Iterator[bytes | None] | None = None
+        self.busy = False  # a thread is driving `source`
+        self.done = False  # `source` has ended: every byte received, or `error`
+        self.error: BaseException | None = None
+        self.call: grpc.Call | None = None  # the ReadBlock call open
+        self.waited = 0.0  # seconds spent waiting for that call's messages
+        self.context = otel_context.get_current()  # the trace its fetch joins
         self.abandoned = False
 
-    def abandon(self) -> None:
-        """Nobody will read this piece: stop fetching it."""
-        self.abandoned = True
-        if self.future is not None:
-            self.future.cancel()
-        call = self.call
-        if call is not None:
-            call.cancel()
+    def wanted(self) -> bool:
+        return not (self.done or self.busy or self.abandoned) and self.received < self.stop
+
+    def release(self, upto: int) -> None:
+        """Let go of the chunks before index `upto` (a streamed piece, by the reader)."""
+        for j in range(self.released, upto):
+            self.chunks[j] = None
+        if upto > self.released:
+            self.released = upto
+            self.floor = self.offsets[upto] if upto < len(self.offsets) else self.received
+
+    def held(self) -> int:
+        """Bytes held (for tests and the bounds in the design note)."""
+        return self.received - self.floor
 
 
 class _Abandoned(Exception):
-    """A fetch stopped because its piece was evicted or the file closed."""
+    """A fetch stopped because its piece was dropped or the file closed."""
+
+
+# gRPC does not survive a fork with calls under way: a child that then makes calls of
+# its own can abort inside gRPC. Before a fork, every open file lets the chunk being
+# received arrive and cancels its calls (bumping `_forks`); in the parent, a fetch
+# whose call was cancelled for a fork calls the same worker again from the byte
+# reached. The child starts afresh on its first read.
+_files: weakref.WeakSet[ReservoirFile] = weakref.WeakSet()
+_forks = 0
+_orphans: list[object] = []  # a forked child's copies of its parent's pieces, calls
+
+
+def _before_fork() -> None:
+    global _forks
+    _forks += 1
+    deadline = time.monotonic() + FORK_QUIET_SECONDS
+    for file in list(_files):
+        file._quiesce(deadline)
+
+
+def _after_fork_in_parent() -> None:
+    for file in list(_files):
+        file._unquiesce()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
 
 
 class ReservoirFile(io.BufferedIOBase):
@@ -237,9 +338,19 @@ class ReservoirFile(io.BufferedIOBase):
     ) -> None:
         super().__init__()
         self._lock = threading.Lock()  # first: close() needs it even if opening fails
+        # Between the reader and the prefetch thread: the pieces' chunks and states,
+        # and the flags below. `_pieces` changes only under `_lock` while `_reading`
+        # or `_closing` is set; the prefetch thread looks at it only while neither is.
+        self._cv = threading.Condition(threading.Lock())
         self._pieces: OrderedDict[int, _Piece] = OrderedDict()  # by start, LRU order
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_pid = 0  # the process the pool's threads live in
+        self._hinted: set[int] = set()  # blocks whose workers were asked to cache them
+        self._hints: list[grpc.Future] = []  # those CacheBlock calls, while under way
+        self._reading = False
+        self._closing = False
+        self._paused = False  # a fork is under way
+        self._prefetcher: threading.Thread | None = None
+        self._read_ended = 0.0  # when the last read ended (time.monotonic)
+        self._pid = os.getpid()
         self.dataset = dataset
         self.path = paths.normalize(path)
         self._master = master
@@ -258,7 +369,10 @@ class ReservoirFile(io.BufferedIOBase):
         self._suspects: dict[str, float] = {}  # worker -> until when it is tried last
         self._pos = 0
         self._expected = 0  # where a sequential read would start
-        self._ahead = 1  # segments to read ahead; 0 while reads are random
+        self._ahead = 1  # segments of read-ahead; 0 while reads are random
+        self._limit = 0  # the position plus the read-ahead: where prefetching stops
+        self._frontier = 0  # where the last piece started ends
+        _files.add(self)
 
     @property
     def name(self) -> str:
@@ -306,8 +420,8 @@ class ReservoirFile(io.BufferedIOBase):
             self._check_open()
             start = self._pos
             try:
-                # Each chunk is copied once, as it arrives (overlapping the fetches), into
-                # a BytesIO whose getvalue() hands its buffer over without a copy.
+                # Each chunk is copied once, as it arrives, into a BytesIO whose
+                # getvalue() hands its buffer over without a copy.
                 out = io.BytesIO()
                 for chunk, a, b in self._spans(self._end(size)):
                     out.write(memoryview(chunk)[a:b])
@@ -371,7 +485,7 @@ class ReservoirFile(io.BufferedIOBase):
         self._check_open()
         return self
 
-    # -- reading: pieces, read-ahead ----------------------------------------------
+    # -- reading: pieces, read-ahead -----------------------------------------------
 
     def _check_open(self) -> None:
         if self.closed:
@@ -388,47 +502,180 @@ class ReservoirFile(io.BufferedIOBase):
         pos = self._pos
         if pos >= end:
             return
-        if self._pool is not None and self._pool_pid != os.getpid():
-            self._reset()  # a forked child (data loaders fork): start afresh
-        if pos != self._expected:  # a random read: stop read-ahead that has not started
-            self._ahead = 0
-            for piece in [p for p in self._pieces.values() if p.future and p.future.cancel()]:
+        if self._pid != os.getpid():
+            self._forked()
+        with self._cv:
+            self._reading = True  # the prefetch thread stands back
+        try:
+            yield from self._read_spans(pos, end)
+        finally:
+            with self._cv:
+                self._reading = False
+                self._read_ended = time.monotonic()
+                if any(p.wanted() and p.received < self._limit for p in self._pieces.values()):
+                    self._prefetch_later()
+
+    def _read_spans(self, pos: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+        if pos != self._expected and not self._streamed(pos):
+            self._ahead = 0  # a random read: stop the streams
+            for piece in [p for p in self._pieces.values() if not p.keep]:
                 self._drop(piece)
-        elif not self._ahead:
-            self._ahead = 1
+        else:
+            self._ahead = self._ahead or 1
+            for piece in [p for p in self._pieces.values() if p.stop <= pos and not p.keep]:
+                self._drop(piece)  # streams a seek forward went past
+        segment = self._config.segment_size
         while pos < end:
+            self._advance(pos)
             piece = self._schedule(pos, end)
-            data = self._wait(piece)
-            for triple in data.spans(pos - piece.start, min(end, piece.stop) - piece.start):
-                yield triple
-                pos += triple[2] - triple[1]
-                self._pos = self._expected = pos
-            if pos == piece.stop and self._ahead:  # passed by a sequential reader
+            hi = min(end, piece.stop)
+            try:
+                for triple in self._piece_spans(piece, pos, hi):
+                    yield triple
+                    before, pos = pos, pos + triple[2] - triple[1]
+                    self._pos = self._expected = pos
+                    crossed = pos // segment - before // segment
+                    if crossed and self._ahead:  # a segment read: more read-ahead
+                        self._ahead = min(self._config.window, self._ahead << min(crossed, 32))
+                    self._advance(pos)
+                    if self._ahead and self._limit > self._frontier and pos < self.size:
+                        self._schedule(pos, end)  # read-ahead reaches past the calls open
+            except GeneratorExit:  # the consumer stopped early (readline)
+                raise
+            except BaseException:
+                self._drop(piece)  # failed or interrupted: the next read asks again
+                raise
+            if pos == piece.stop and (self._ahead or not piece.keep):  # passed
                 self._drop(piece)
-                self._ahead = min(self._config.window, self._ahead * 2)
+
+    def _piece_spans(self, piece: _Piece, pos: int, hi: int) -> Iterator[tuple[bytes, int, int]]:
+        """Bytes [pos, hi) of `piece` as (chunk, start, stop) triples, each as soon as it
+        has arrived: the reader receives what it needs itself."""
+        i = -1
+        while pos < hi:
+            if pos >= piece.received:
+                self._receive_for_reader(piece, pos)
+            if i < 0:  # the first chunk: let go of those a seek skipped, if streamed
+                i = bisect.bisect_right(piece.offsets, pos) - 1
+                if not piece.keep:
+                    piece.release(i)
+            chunk, base = piece.chunks[i], piece.offsets[i]
+            assert chunk is not None
+            stop = min(len(chunk), hi - base)
+            yield chunk, pos - base, stop
+            pos = base + stop
+            if stop == len(chunk):
+                i += 1
+                if not piece.keep:
+                    piece.release(i)
+
+    def _receive_for_reader(self, piece: _Piece, pos: int) -> None:
+        """Until byte `pos` of `piece` has arrived: drive its source, or wait while the
+        prefetch thread does; raise what ended the piece short of it."""
+        while True:
+            with self._cv:
+                while True:
+                    if pos < piece.received:
+                        return
+                    if piece.done:
+                        raise piece.error or ReservoirError(f"{self.name}: a fetch ended early")
+                    if not piece.busy and not self._paused:
+                        piece.busy = True
+                        break
+                    self._cv.wait()
+            self._step(piece)
+
+    def _step(self, piece: _Piece) -> None:
+        """Receive one chunk of `piece` (its `busy` set by the caller), or its end."""
+        assert piece.source is not None
+        chunk: bytes | None = None
+        error: BaseException | None = None
+        try:
+            chunk = next(piece.source)
+        except StopIteration:
+            pass
+        except BaseException as exc:  # the reader raises it, if it still wants the piece
+            error = exc
+        with self._cv:
+            if chunk is not None:
+                piece.offsets.append(piece.received)
+                piece.chunks.append(chunk)
+                piece.received += len(chunk)
+            # All received (or dropped meanwhile): end the fetch and its span now,
+            # still `busy`, so that nobody else touches the source meanwhile.
+            ended = chunk is None or piece.received >= piece.stop or piece.abandoned
+            if not ended:
+                piece.busy = False
+            self._cv.notify_all()
+        if ended:
+            if chunk is not None:
+                piece.source.close()
+            with self._cv:
+                piece.done, piece.error, piece.busy = True, error, False
+                self._cv.notify_all()
+
+    def _streamed(self, pos: int) -> bool:
+        """Whether `pos` is in bytes a stream holds, or is its next byte: a seek
+        forward into them, or back inside the chunk being read, goes on streaming."""
+        return any(
+            not p.keep and p.floor <= pos <= p.received and pos < p.stop
+            for p in self._pieces.values()
+        )
+
+    def _advance(self, pos: int) -> None:
+        window = self._ahead or self._config.window  # random: bounds a large read
+        self._limit = pos + window * self._config.segment_size
 
     def _schedule(self, pos: int, end: int) -> _Piece:
-        """Make sure the pieces this read needs, and its read-ahead, are on their way;
-        return the piece holding `pos`."""
+        """Make sure the piece holding `pos` has its call open, and the ones after it
+        up to the read-ahead limit (sequential) or `end` (random) while fewer than
+        `threads` calls are open; return the piece holding `pos`."""
+        target = min(self.size, self._limit if self._ahead else end)
         first: _Piece | None = None
-        cursor, ahead, budget = pos, self._ahead, self._config.window + 1
-        while cursor < self.size and budget:
-            if cursor >= end:
-                if not ahead:
+        cursor, budget = pos, self._config.window + 1
+        while budget and (first is None or cursor < target):
+            piece = self._piece_at(cursor)
+            if piece is None:
+                if first is not None and self._open_calls() >= self._config.threads:
                     break
-                ahead -= 1
-            piece = self._piece_at(cursor) or self._start(cursor, end)
+                piece = self._start(cursor, end)
             self._pieces.move_to_end(piece.start)
             first = first or piece
             cursor, budget = piece.stop, budget - 1
         assert first is not None
+        if cursor < target:  # beyond the calls open: have their workers start
+            for index in range(cursor // self.block_size, (target - 1) // self.block_size + 1):
+                if index not in self._hinted:
+                    self._hint(index)
         return first
+
+    def _hint(self, index: int) -> None:
+        """Ask the worker that will serve block `index` to cache it (CacheBlock): a cold
+        block's fill starts now, while the blocks before it are read. An answer is
+        not waited for, and a failure is left to the block's own read."""
+        self._hinted.add(index)
+        candidates = self._candidates(index)
+        if not candidates:
+            return
+        key = BlockId(self.dataset, self.path, self.version, index).to_proto()
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        call: grpc.Future = self._channels.stub(candidates[0]).CacheBlock.future(
+            worker_pb2.CacheBlockRequest(block=key),
+            timeout=self._config.rpc_timeout,
+            metadata=tuple(carrier.items()),
+        )
+        # Kept until answered: gRPC cancels a call whose future is collected.
+        self._hints = [h for h in self._hints if not h.done()] + [call]
 
     def _piece_at(self, pos: int) -> _Piece | None:
         for piece in self._pieces.values():
-            if piece.start <= pos < piece.stop:
+            if piece.floor <= pos < piece.stop:
                 return piece
         return None
+
+    def _open_calls(self) -> int:
+        return sum(not p.done for p in self._pieces.values())
 
     def _segment_end(self, pos: int) -> int:
         block_start = pos // self.block_size * self.block_size
@@ -437,89 +684,209 @@ class ReservoirFile(io.BufferedIOBase):
         return min(block_end, block_start + ((pos - block_start) // segment + 1) * segment)
 
     def _start(self, start: int, end: int) -> _Piece:
-        stop = self._segment_end(start)
-        if not self._ahead:  # random: what was asked, not the whole segment
+        """A new piece from `start`, its call open (the worker starts at once)."""
+        stop = min((start // self.block_size + 1) * self.block_size, self.size)
+        keep = False  # sequential: stream to the block's end
+        if not self._ahead:  # random: what was asked; kept if small
             stop = min(stop, max(end, start + self._config.random_min))
+            keep = stop - start <= self._config.segment_size
         stop = min([stop, *(p.start for p in self._pieces.values() if p.start > start)])
         while len(self._pieces) >= self._config.window + 2:
             self._drop(next(iter(self._pieces.values())))  # least recently used
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._config.threads, "reservoir-read")
-            self._pool_pid = os.getpid()
-        piece = _Piece(start, stop)
-        # Each task runs in a copy of the reader's context, so its trace span (and the
-        # workers' after it) joins the caller's trace.
-        piece.future = self._pool.submit(contextvars.copy_context().run, self._fetch, piece)
+        piece = _Piece(start, stop, keep=keep)
+        piece.source = self._receive(piece)
+        try:
+            next(piece.source)  # opens the first call
+        except BaseException as exc:  # raised when the reader gets there
+            piece.done, piece.error = True, exc
         self._pieces[start] = piece
+        self._frontier = stop
         return piece
-
-    def _reset(self) -> None:
-        pieces = list(self._pieces.values())
-        self._pieces.clear()
-        if self._pool_pid != os.getpid():  # forked: the parent's pieces and threads
-            self._pool = None
-            return
-        for piece in pieces:
-            piece.abandon()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
 
     def _drop(self, piece: _Piece) -> None:
         self._pieces.pop(piece.start, None)
-        piece.abandon()
+        self._abandon(piece)
 
-    def _wait(self, piece: _Piece) -> _Data:
-        assert piece.future is not None
-        try:
-            return piece.future.result()
-        except BaseException:
-            self._drop(piece)  # the next read asks again
-            raise
+    def _abandon(self, piece: _Piece) -> None:
+        """Nobody will read `piece`: cancel its call, let go of its bytes."""
+        piece.abandoned = True
+        call = piece.call
+        if call is not None:
+            call.cancel()
+        with self._cv:
+            piece.chunks, piece.floor = [], piece.received
+            idle = not (piece.busy or piece.done)  # else its driver ends it
+            if idle:
+                piece.busy = True  # this thread's now, to end it
+        if idle:
+            if piece.source is not None:
+                piece.source.close()
+            with self._cv:
+                piece.done, piece.busy = True, False
+                self._cv.notify_all()
+
+    def _reset(self) -> None:
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        pieces = list(self._pieces.values())
+        self._pieces.clear()
+        for piece in pieces:
+            self._abandon(piece)
+        for hint in self._hints:
+            hint.cancel()  # the workers' fills go on
+        self._hints = []
+
+    def _forked(self) -> None:
+        """In a forked child (data loaders fork): start afresh. The parent's pieces,
+        calls, threads and locks are not touched (their calls were cancelled before
+        the fork); the pieces are kept from the collector, which would close them."""
+        _orphans.extend([*self._pieces.values(), *self._hints])
+        self._pieces, self._hints = OrderedDict(), []
+        self._cv = threading.Condition(threading.Lock())
+        self._refresh_lock = threading.Lock()
+        self._reading = self._paused = False
+        self._prefetcher = None
+        self._pid = os.getpid()
+
+    def _held(self) -> int:
+        """Bytes held by this file's pieces (for tests)."""
+        return sum(p.held() for p in self._pieces.values())
+
+    # -- prefetching, between reads ------------------------------------------------
+
+    def _prefetch_later(self) -> None:
+        """Have the prefetch thread receive what the read-ahead allows (under `_cv`)."""
+        if self._prefetcher is None:
+            self._prefetcher = threading.Thread(
+                target=self._prefetch, name="reservoir-prefetch", daemon=True
+            )
+            self._prefetcher.start()
+        else:
+            self._cv.notify_all()
+
+    def _prefetch(self) -> None:
+        """The prefetch thread: while no read is under way, receive the chunks of the
+        open calls up to the read-ahead limit, nearest first. It ends when idle."""
+        while True:
+            with self._cv:
+                idle_until = time.monotonic() + PREFETCH_IDLE_SECONDS
+                while True:
+                    piece = None
+                    if self._closing or self._pid != os.getpid():
+                        self._prefetcher = None
+                        return
+                    if not (self._reading or self._paused):
+                        soon = self._read_ended + PREFETCH_DELAY_SECONDS - time.monotonic()
+                        if soon > 0:  # the caller may read again at once
+                            self._cv.wait(soon)
+                            continue
+                        wanted = [
+                            p
+                            for p in self._pieces.values()
+                            if p.wanted() and p.received < self._limit
+                        ]
+                        piece = min(wanted, key=lambda p: p.start, default=None)
+                    if piece is not None:
+                        piece.busy = True
+                        break
+                    left = idle_until - time.monotonic()
+                    if left <= 0:
+                        self._prefetcher = None
+                        return
+                    self._cv.wait(left)
+            self._step(piece)
+
+    def _quiesce(self, deadline: float) -> None:
+        """Before a fork: no chunk being received, no call open (see `_forks`)."""
+        with self._cv:
+            self._paused = True
+            pieces = list(self._pieces.values())  # at once: a read may be changing them
+            while any(p.busy for p in pieces):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            calls = [p.call for p in pieces if p.call is not None]
+        for call in [*calls, *list(self._hints)]:
+            call.cancel()
+
+    def _unquiesce(self) -> None:
+        with self._cv:
+            self._paused = False
+            self._cv.notify_all()
 
     # -- fetching: one piece from the workers, with its fallbacks -----------------
 
-    def _fetch(self, piece: _Piece) -> _Data:
-        """Bytes [piece.start, piece.stop): from the block's holders, then its
-        fillers, then the same after asking the master again; see the design note."""
+    def _receive(self, piece: _Piece) -> Iterator[bytes | None]:
+        """The chunks of bytes [piece.start, piece.stop), after a None once the first
+        call is open: from the block's holders, then its fillers, then the same after
+        asking the master again; see the design note."""
         index = piece.start // self.block_size
         key = BlockId(self.dataset, self.path, self.version, index).to_proto()
         offset = piece.start - index * self.block_size  # inside the block
         length = piece.stop - piece.start
-        chunks: list[bytes] = []
         got = 0
+        last = b""  # the last chunk, handed over once its call has ended
+        opened = False
         tried: list[str] = []
         master_trouble = ""
         what = f"{self.name} (block {index}, bytes {offset}-{offset + length} of it)"
-        span: dict[str, str | int] = {
+        attributes: dict[str, str | int] = {
             "reservoir.path": self.name,
             "reservoir.block": index,
             "reservoir.bytes": length,
         }
-        with _tracer.start_as_current_span("reservoir.client.fetch", attributes=span):
+        # Started and ended by hand: the chunks may be received by different threads.
+        span = _tracer.start_span(
+            "reservoir.client.fetch", context=piece.context, attributes=attributes
+        )
+        try:
             for round_ in range(ROUNDS):
                 generation = self._generation
                 for address in self._candidates(index):
-                    if piece.abandoned:
-                        raise _Abandoned
-                    try:
-                        # Read to the stream's end, so the call finishes rather than
-                        # being cancelled after its last byte.
-                        for data in self._stream(piece, address, key, offset + got, length - got):
-                            if got < length:
-                                chunks.append(data[: length - got])
-                                got += len(chunks[-1])
-                        if got == length:
-                            return _Data(chunks)
-                        trouble = f"its stream ended early, at {got} of {length} bytes"
-                    except grpc.RpcError as exc:
+                    while True:  # the same worker again, after a deadline not its fault
                         if piece.abandoned:
-                            raise _Abandoned from None
-                        code, details = exc.code(), exc.details() or ""
-                        final = _FINAL.get(code)
-                        if final is not None:
-                            raise final(f"{self.name}: {details or code.name}") from None
-                        trouble = f"{code.name}: {details}" if details else code.name
+                            raise _Abandoned
+                        forks, before = _forks, got
+                        call = self._open(piece, span, address, key, offset + got, length - got)
+                        try:
+                            if not opened:
+                                opened = True
+                                yield None
+                            for data in self._messages(piece, call):
+                                if got < length:
+                                    chunk = data[: length - got]  # no copy if whole
+                                    got += len(chunk)
+                                    if got < length:
+                                        yield chunk
+                                    else:  # read to the end: the call finishes
+                                        last = chunk  # rather than being cancelled
+                            if got == length:
+                                yield last
+                                return
+                            trouble = f"its stream ended early, at {got} of {length} bytes"
+                        except grpc.RpcError as exc:
+                            if piece.abandoned:
+                                raise _Abandoned from None
+                            if got == length:  # every byte is here: the status is moot
+                                yield last
+                                return
+                            if _forks != forks:
+                                continue  # cancelled for a fork: go on where it was
+                            code, details = exc.code(), exc.details() or ""
+                            final = _FINAL.get(code)
+                            if final is not None:
+                                raise final(f"{self.name}: {details or code.name}") from None
+                            if code == grpc.StatusCode.DEADLINE_EXCEEDED and (
+                                got > before or piece.waited < self._config.rpc_timeout / 2
+                            ):
+                                continue  # it was sending, or nobody was asking
+                            trouble = f"{code.name}: {details}" if details else code.name
+                        finally:
+                            piece.call = None
+                            call.cancel()  # nothing once the call is over
+                        break
                     tried.append(f"{address} ({trouble})")
                     self._suspects[address] = time.monotonic() + SUSPECT_SECONDS
                     # INFO: an unconfigured WARNING would reach the CLI's stderr, where
@@ -530,9 +897,15 @@ class ReservoirFile(io.BufferedIOBase):
                         self._refresh(generation)
                     except Unavailable as exc:  # try the workers we know once more
                         master_trouble = f"; asking the master again failed: {exc}"
-        if not tried:
-            raise Unavailable(f"cannot read {what}: no live worker{master_trouble}")
-        raise Unavailable(f"cannot read {what}: tried {', '.join(tried)}{master_trouble}")
+            if not tried:
+                raise Unavailable(f"cannot read {what}: no live worker{master_trouble}")
+            raise Unavailable(f"cannot read {what}: tried {', '.join(tried)}{master_trouble}")
+        except (ReservoirError, grpc.RpcError) as exc:
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+            raise
+        finally:
+            span.end()
 
     def _candidates(self, index: int) -> list[str]:
         """Holders, then fillers; workers that failed lately go last."""
@@ -541,26 +914,41 @@ class ReservoirFile(io.BufferedIOBase):
         ordered = dict.fromkeys([*location.holders, *location.fillers])
         return sorted(ordered, key=lambda a: self._suspects.get(a, 0.0) > now)
 
-    def _stream(
-        self, piece: _Piece, address: str, key: types_pb2.BlockKey, offset: int, length: int
-    ) -> Iterator[bytes]:
-        """The data of one ReadBlock call, cancelled when the consumer stops."""
+    def _open(
+        self,
+        piece: _Piece,
+        span: trace.Span,
+        address: str,
+        key: types_pb2.BlockKey,
+        offset: int,
+        length: int,
+    ) -> grpc.Call:
+        """One ReadBlock call, open: the worker starts at once, whoever reads it."""
         carrier: dict[str, str] = {}
-        propagate.inject(carrier)  # the trace context, for the worker's spans
+        propagate.inject(carrier, context=trace.set_span_in_context(span, piece.context))
         request = worker_pb2.ReadBlockRequest(block=key, offset=offset, length=length)
-        call = self._channels.stub(address).ReadBlock(
+        call: grpc.Call = self._channels.stub(address).ReadBlock(
             request, timeout=self._config.rpc_timeout, metadata=tuple(carrier.items())
         )
-        piece.call = call
+        piece.call, piece.waited = call, 0.0
         if piece.abandoned:
             call.cancel()
-        try:
-            for message in call:
-                if message.data:
-                    yield message.data
-        finally:
-            piece.call = None
-            call.cancel()  # nothing once the call is over; stops it when abandoned
+        return call
+
+    @staticmethod
+    def _messages(piece: _Piece, call: grpc.Call) -> Iterator[bytes]:
+        """The data of a call's messages, counting the time spent waiting for them."""
+        messages = iter(call)  # type: ignore[call-overload]
+        while True:
+            began = time.monotonic()
+            try:
+                message = next(messages)
+            except StopIteration:
+                return
+            finally:
+                piece.waited += time.monotonic() - began
+            if message.data:
+                yield message.data
 
     def _refresh(self, generation: int) -> None:
         """Ask the master for the locations again, once however many pieces failed."""

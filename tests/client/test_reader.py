@@ -202,18 +202,60 @@ def wait_for(condition: object, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def test_sequential_reads_fetch_ahead_in_whole_segments(mesh: Mesh, client: Client) -> None:
+CHUNK = 64 * KiB  # what a FakeWorker sends per message
+# What streams may hold ahead of the reader: the window, and a chunk each past it.
+STREAMED = CONFIG.window * CONFIG.segment_size + CONFIG.threads * CHUNK
+
+
+def test_sequential_reads_stream_one_call_per_block(mesh: Mesh, client: Client) -> None:
     worker, _ = mesh.worker()
-    mesh.store.add("ds", "f", payload(4 * BLOCK))
-    segment = CONFIG.segment_size
+    data = mesh.store.add("ds", "f", payload(4 * BLOCK))
+    whole = [("f", index, 0, BLOCK) for index in range(4)]
     with open_(client, "f") as f:
-        for _ in range(3):  # three segments, read a little at a time
-            for _ in range(segment // (64 * KiB)):
-                f.read(64 * KiB)
-        # The read-ahead has grown to the full window past the bytes read.
-        wait_for(lambda: len(worker.requests) >= 3 + CONFIG.window)
-        assert {length for _, _, _, length in worker.requests} == {segment}
-        assert len(f._pieces) <= CONFIG.window + 2
+        parts = [f.read(64 * KiB) for _ in range(12)]  # three segments of block 0
+        # The read-ahead has grown to a block: the next block's call is open.
+        wait_for(lambda: len(worker.requests) >= 2)
+        assert worker.requests == whole[:2]
+        assert f._held() <= STREAMED
+        while f.tell() < BLOCK + 64 * KiB:  # into block 1: block 2 starts, not block 3
+            parts.append(f.read(64 * KiB))
+        wait_for(lambda: len(worker.requests) >= 3)
+        time.sleep(0.1)
+        assert worker.requests == whole[:3]
+        while chunk := f.read(100 * KiB):
+            parts.append(chunk)
+            assert f._held() <= STREAMED
+            assert len(f._pieces) <= 3  # this block's stream, the next, a finished one
+    assert sha(b"".join(parts)) == sha(data)
+    assert worker.requests == whole
+
+
+def test_read_ahead_beyond_the_calls_open_asks_workers_to_cache(mesh: Mesh) -> None:
+    worker, _ = mesh.worker()
+    data = mesh.store.add("ds", "f", payload(3 * BLOCK))
+    config = ReaderConfig(segment_size=256 * KiB, window=4, threads=1, random_min=32 * KiB)
+    with Client(mesh.master_address) as client, client.open("ds", "f", config=config) as f:
+        parts = [f.read(64 * KiB) for _ in range(12)]  # three segments of block 0
+        # The read-ahead reaches block 1: its worker is asked to cache it (a cold
+        # block's fill starts), but its bytes are not streamed yet.
+        wait_for(lambda: worker.cache_requests == [("f", 1)])
+        assert worker.requests == [("f", 0, 0, BLOCK)]
+        parts.append(f.read())
+    assert sha(b"".join(parts)) == sha(data)
+    assert worker.requests == [("f", index, 0, BLOCK) for index in range(3)]
+    assert worker.cache_requests == [("f", 1), ("f", 2)]  # one each, never block 0
+
+
+def test_the_reader_takes_chunks_as_they_arrive(mesh: Mesh, client: Client) -> None:
+    worker, _ = mesh.worker()
+    worker.fault = Fault(stall=0.05, after=1 << 40)  # a block takes 16 x 50 ms
+    data = mesh.store.add("ds", "f", payload(BLOCK))
+    with open_(client, "f") as f:
+        began = time.monotonic()
+        assert f.read(CHUNK) == data[:CHUNK]
+        assert time.monotonic() - began < 0.5  # not the whole block's 0.8 s
+        assert f.read() == data[CHUNK:]
+    assert worker.requests == [("f", 0, 0, BLOCK)]
 
 
 def test_a_header_read_does_not_pull_the_whole_window(mesh: Mesh, client: Client) -> None:
@@ -222,7 +264,40 @@ def test_a_header_read_does_not_pull_the_whole_window(mesh: Mesh, client: Client
     with open_(client, "f") as f:
         f.read(100)
         time.sleep(0.2)
-        assert len(worker.requests) <= 2  # the segment read, and one ahead
+        assert worker.requests == [("f", 0, 0, BLOCK)]  # one stream, for this block
+        # It stops receiving a segment (and a chunk) ahead of the reader.
+        assert f._held() <= CONFIG.segment_size + CHUNK
+
+
+def test_between_reads_the_read_ahead_is_received(mesh: Mesh, client: Client) -> None:
+    worker, _ = mesh.worker()
+    data = mesh.store.add("ds", "f", payload(4 * BLOCK))
+    segment = CONFIG.segment_size
+    with open_(client, "f") as f:
+        assert f.read(100) == data[:100]
+        # While the caller is away, the prefetch thread receives up to the limit...
+        wait_for(lambda: f._held() >= segment - 100)
+        time.sleep(0.1)
+        assert f._held() <= segment + CHUNK
+        # ... where the next read finds it, and receives the rest itself.
+        assert f.read(2 * segment) == data[100 : 100 + 2 * segment]
+        assert [r for r in worker.requests if r[1] == 0] == [("f", 0, 0, BLOCK)]
+    wait_for(lambda: f._prefetcher is None)  # closed: the thread has ended
+
+
+def test_a_paused_reader_outlives_the_call_deadline(mesh: Mesh) -> None:
+    worker, _ = mesh.worker()
+    data = mesh.store.add("ds", "f", payload(2 * BLOCK))
+    config = ReaderConfig(segment_size=128 * KiB, window=1, threads=1, rpc_timeout=0.3)
+    with Client(mesh.master_address) as client, client.open("ds", "f", config=config) as f:
+        head = f.read(100)
+        time.sleep(0.8)  # the stream waits for the reader past its deadline
+        assert sha(head + f.read()) == sha(data)
+        assert f._suspects == {}  # the worker was not counted as failed
+    # It went on at the same worker from the byte reached, without the master.
+    assert len(worker.requests) >= 3 and worker.requests[1][:2] == ("f", 0)
+    assert 0 < worker.requests[1][2] < BLOCK
+    assert mesh.master.locate_calls == 1
 
 
 def test_random_reads_fetch_only_what_they_need(mesh: Mesh, client: Client) -> None:
@@ -246,18 +321,59 @@ def test_random_reads_fetch_only_what_they_need(mesh: Mesh, client: Client) -> N
         assert len(worker.requests) == 3
 
 
+def test_a_seek_away_stops_the_streams_and_sequential_reads_resume_them(
+    mesh: Mesh, client: Client
+) -> None:
+    worker, _ = mesh.worker()
+    data = mesh.store.add("ds", "f", payload(4 * BLOCK))
+    with open_(client, "f") as f:
+        assert f.read(600 * KiB) == data[: 600 * KiB]
+        streams = [p for p in f._pieces.values() if not p.keep]
+        assert streams
+        f.seek(3 * BLOCK + 10)  # away: a random read
+        assert f.read(10) == data[3 * BLOCK + 10 : 3 * BLOCK + 20]
+        assert all(p.abandoned for p in streams)
+        assert all(p.keep for p in f._pieces.values())
+        requests = len(worker.requests)
+        # Going on from there is sequential again: one stream to the block's end.
+        assert f.read(200 * KiB) == data[3 * BLOCK + 20 : 3 * BLOCK + 20 + 200 * KiB]
+        assert worker.requests[requests:] == [
+            ("f", 3, 10 + CONFIG.random_min, BLOCK - 10 - CONFIG.random_min)
+        ]
+        # A seek forward into bytes the stream holds goes on streaming: no call.
+        wait_for(
+            lambda: f._pieces and max(p.received for p in f._pieces.values()) > f.tell() + 100 * KiB
+        )
+        f.seek(50 * KiB, io.SEEK_CUR)
+        assert f.read(10 * KiB) == data[f.tell() - 10 * KiB : f.tell()]
+        assert len(worker.requests) == requests + 1
+
+
 def test_memory_is_bounded_by_the_window(mesh: Mesh, client: Client) -> None:
     mesh.worker()
     mesh.store.add("ds", "f", payload(6 * BLOCK))
     rnd = random.Random(7)
+    bound = (2 * CONFIG.window + 2) * CONFIG.segment_size + (CONFIG.window + 2) * CHUNK
     with open_(client, "f") as f:
         for _ in range(200):
             if rnd.random() < 0.3:
                 f.seek(rnd.randrange(f.size))
             f.read(rnd.randrange(1, 300 * KiB))
-            held = sum(p.stop - p.start for p in f._pieces.values())
             assert len(f._pieces) <= CONFIG.window + 2
-            assert held <= (CONFIG.window + 2) * CONFIG.segment_size
+            assert f._held() <= bound
+
+
+def test_closing_stops_the_streams(mesh: Mesh, client: Client) -> None:
+    mesh.worker()
+    mesh.store.add("ds", "f", payload(4 * BLOCK))
+    f = open_(client, "f")
+    f.read(100)  # a call is open, and the prefetch thread receives it
+    pieces = list(f._pieces.values())
+    assert pieces and f._prefetcher is not None
+    f.close()
+    assert all(p.abandoned for p in pieces)
+    wait_for(lambda: all(p.done and p.call is None for p in pieces))  # calls ended
+    wait_for(lambda: f._prefetcher is None)
 
 
 # -- failures ---------------------------------------------------------------------
@@ -276,7 +392,7 @@ def test_a_worker_failing_mid_stream_is_resumed_on_the_next(mesh: Mesh, client: 
     with open_(client, "f") as f:
         assert sha(f.read()) == sha(data)
     # The next worker was asked only for the bytes the first one had not sent.
-    assert ("f", 0, 128 * KiB, CONFIG.segment_size - 128 * KiB) in good.requests
+    assert ("f", 0, 128 * KiB, BLOCK - 128 * KiB) in good.requests
     assert good.bytes_asked() < len(data)
     assert mesh.master.locate_calls == 1
 
