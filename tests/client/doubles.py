@@ -74,6 +74,7 @@ class FakeWorker(worker_pb2_grpc.WorkerServiceServicer):
         self.chunk_size = chunk_size
         self.fault: Fault | None = None
         self.requests: list[tuple[str, int, int, int]] = []  # path, index, offset, length
+        self.cache_requests: list[tuple[str, int]] = []  # path, index (CacheBlock)
         self._lock = threading.Lock()
 
     def _take_fault(self) -> Fault | None:
@@ -125,6 +126,18 @@ class FakeWorker(worker_pb2_grpc.WorkerServiceServicer):
             chunk = data[i : i + self.chunk_size]
             yield worker_pb2.ReadBlockResponse(data=chunk)
             sent += len(chunk)
+
+    def CacheBlock(
+        self, request: worker_pb2.CacheBlockRequest, context: Context
+    ) -> worker_pb2.CacheBlockResponse:
+        key = request.block
+        with self._lock:
+            self.cache_requests.append((key.path, key.index))
+        stored = self.store.files.get((key.dataset, key.path))
+        if stored is None:
+            _refuse(context, grpc.StatusCode.NOT_FOUND, f"no such file: {key.dataset}/{key.path}")
+        _, length = block_span(key.index, self.store.block_size, len(stored.data))
+        return worker_pb2.CacheBlockResponse(was_cached=True, length=length)
 
 
 class FakeMaster(master_pb2_grpc.MasterServiceServicer):
