@@ -1,0 +1,1 @@
+"""The CSI node plugin: datasets as read-only volumes in pods."""

@@ -1,0 +1,1 @@
+"""The Kubernetes controller: Dataset and DataLoad resources reconciled with the master."""
