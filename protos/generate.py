@@ -2,8 +2,9 @@
 
 `make protos` runs this; `--check` regenerates into a scratch folder and fails when
 the committed code differs (a test runs it, so stale generated code cannot land).
-Output paths follow the proto packages (reservoir/v1/...), which pyproject.toml maps
-onto import names (reservoir.v1), so the generated imports resolve without edits.
+Output paths follow the proto packages (reservoir/v1/..., csi/v1/...), which
+pyproject.toml maps onto import names (reservoir.v1, csi.v1), so the generated
+imports resolve without edits.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def generate(out: Path) -> None:
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    for package in {p.parent for p in out.rglob("*_pb2.py")}:
+    # Every folder on the way down is a package too: `csi.v1` needs `csi`.
+    packages = {p.parent for p in out.rglob("*_pb2.py")}
+    packages |= {parent for p in packages for parent in p.parents if out in parent.parents}
+    for package in packages:
         (package / "__init__.py").write_text(HEADER)
 
 
