@@ -110,6 +110,21 @@ def cmd_worker(args: argparse.Namespace) -> None:
     asyncio.run(serve(config))
 
 
+def cmd_controller(args: argparse.Namespace) -> int:
+    from reservoir.controller.main import ControllerConfig, serve
+
+    _serve_logging()
+    config = ControllerConfig(
+        master=args.master or default_master(),
+        namespace=args.namespace,
+        kubeconfig=args.kubeconfig,
+        identity=args.identity or "",
+        lease_namespace=args.lease_namespace or "",
+        lease_duration_s=args.lease_duration,
+    )
+    return serve(config)
+
+
 # -- datasets and files --------------------------------------------------------
 
 
@@ -372,6 +387,23 @@ def parser() -> argparse.ArgumentParser:
         "--metrics-listen",
         metavar="HOST:PORT",
         help="where to serve Prometheus /metrics (default: the --listen host, port + 1)",
+    )
+
+    controller = command(
+        "controller", cmd_controller, "reconcile Dataset and DataLoad resources with the master"
+    )
+    controller.add_argument("--namespace", metavar="NS", help="watch only NS (default: all)")
+    controller.add_argument(
+        "--kubeconfig", metavar="PATH", help="default: in-cluster, else ~/.kube/config"
+    )
+    controller.add_argument(
+        "--identity", metavar="ID", help="name in the leader Lease (default: $POD_NAME)"
+    )
+    controller.add_argument(
+        "--lease-namespace", metavar="NS", help="the Lease's namespace (default: $POD_NAMESPACE)"
+    )
+    controller.add_argument(
+        "--lease-duration", type=float, default=15.0, metavar="S", help="seconds (default 15)"
     )
 
     dataset = command("dataset", lambda a: None, "create, list, inspect, sync and delete datasets")
