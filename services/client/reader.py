@@ -83,6 +83,7 @@ import io
 import logging
 import operator
 import os
+import re
 import threading
 import time
 import weakref
@@ -103,6 +104,7 @@ from reservoir.errors import (
     ReservoirError,
     Unavailable,
 )
+from reservoir.rpc import block_stream
 from reservoir.rpc.master_client import MasterClient
 from reservoir.rpc.server import CHANNEL_OPTIONS
 from reservoir.v1 import master_pb2, types_pb2, worker_pb2, worker_pb2_grpc
@@ -149,6 +151,7 @@ PREFETCH_DELAY_SECONDS = 0.002
 PREFETCH_IDLE_SECONDS = 2.0
 # How long a fork waits for a chunk being received to arrive before it goes ahead.
 FORK_QUIET_SECONDS = 1.0
+_NEWLINE = re.compile(b"\n")
 
 # Worker answers that another worker would give too: raised at once, never retried.
 _FINAL: dict[grpc.StatusCode, type[ReservoirError]] = {
@@ -177,6 +180,14 @@ class ReaderConfig:
                 raise InvalidArgument(f"reader {name} must be positive")
 
 
+class _WorkerStub(worker_pb2_grpc.WorkerServiceStub):
+    """The generated stub, with ReadBlock yielding each message's data as a view."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        super().__init__(channel)
+        self.ReadBlock = block_stream.read_block(channel)
+
+
 class WorkerChannels:
     """gRPC channels to workers, one per address, shared by every file of a process.
 
@@ -189,9 +200,9 @@ class WorkerChannels:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._channels: dict[str, grpc.Channel] = {}
-        self._stubs: dict[str, worker_pb2_grpc.WorkerServiceStub] = {}
+        self._stubs: dict[str, _WorkerStub] = {}
 
-    def stub(self, address: str) -> worker_pb2_grpc.WorkerServiceStub:
+    def stub(self, address: str) -> _WorkerStub:
         with self._lock:
             if self._pid != os.getpid():  # the parent's channels: never touch them here
                 self._pid, self._channels, self._stubs = os.getpid(), {}, {}
@@ -199,7 +210,7 @@ class WorkerChannels:
             if stub is None:
                 channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
                 self._channels[address] = channel
-                stub = self._stubs[address] = worker_pb2_grpc.WorkerServiceStub(channel)
+                stub = self._stubs[address] = _WorkerStub(channel)
             return stub
 
     def close(self) -> None:
@@ -462,9 +473,9 @@ class ReservoirFile(io.BufferedIOBase):
             parts: list[memoryview] = []
             try:
                 for chunk, a, b in self._spans(self._end(size)):
-                    newline = chunk.find(b"\n", a, b)
-                    if newline >= 0:  # the generator stops here: set the position
-                        parts.append(memoryview(chunk)[a : newline + 1])
+                    found = _NEWLINE.search(chunk, a, b)  # chunks may be memoryviews
+                    if found:  # the generator stops here: set the position
+                        parts.append(memoryview(chunk)[a : found.end()])
                         self._pos = self._expected = start + sum(len(p) for p in parts)
                         break
                     parts.append(memoryview(chunk)[a:b])
@@ -936,7 +947,7 @@ class ReservoirFile(io.BufferedIOBase):
         return call
 
     @staticmethod
-    def _messages(piece: _Piece, call: grpc.Call) -> Iterator[bytes]:
+    def _messages(piece: _Piece, call: grpc.Call) -> Iterator[memoryview]:
         """The data of a call's messages, counting the time spent waiting for them."""
         messages = iter(call)  # type: ignore[call-overload]
         while True:
@@ -947,8 +958,8 @@ class ReservoirFile(io.BufferedIOBase):
                 return
             finally:
                 piece.waited += time.monotonic() - began
-            if message.data:
-                yield message.data
+            if message:
+                yield message
 
     def _refresh(self, generation: int) -> None:
         """Ask the master for the locations again, once however many pieces failed."""

@@ -65,16 +65,21 @@ class BlockCache:
 
     async def read(
         self, block: BlockId, offset: int, length: int, *, cached_only: bool = False
-    ) -> AsyncIterator[bytes]:
-        """Bytes [offset, offset+length) of `block` (length 0: to its end), in chunks."""
+    ) -> AsyncIterator[bytes | memoryview]:
+        """Bytes [offset, offset+length) of `block` (length 0: to its end), in chunks.
+
+        Chunks may be views of the cached block, which never changes once cached.
+        """
         in_memory = self.store.in_memory(block)
         data = await self.store.get(block)
         if data is not None:
             self.metrics.hits.inc()
             source = "memory" if in_memory else "disk"
+            end = _end(offset, length, len(data))
+            view = memoryview(data)  # block_stream copies each piece once, onto the wire
             with self.store.pin(block):
-                for start in range(offset, _end(offset, length, len(data)), CHUNK):
-                    piece = data[start : min(start + CHUNK, _end(offset, length, len(data)))]
+                for start in range(offset, end, CHUNK):
+                    piece = view[start : min(start + CHUNK, end)]
                     self.metrics.bytes_served.labels(source).inc(len(piece))
                     yield piece
             return
@@ -156,9 +161,9 @@ class BlockCache:
             block=block.to_proto(), offset=fill.filled, cached_only=True
         )
         try:
-            async for answer in self._peers.stub(peer).ReadBlock(request, timeout=PEER_TIMEOUT):
-                await fill.write(answer.data)
-                self.metrics.peer_bytes.inc(len(answer.data))
+            async for data in self._peers.read_block(peer)(request, timeout=PEER_TIMEOUT):
+                await fill.write(data)
+                self.metrics.peer_bytes.inc(len(data))
         except grpc.aio.AioRpcError as exc:
             log.info(
                 "peer %s could not serve %s (%s); trying the next source",

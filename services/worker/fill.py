@@ -58,8 +58,10 @@ class Fill:
         assert self.done and self.error is None
         return self.buffer
 
-    async def read(self, offset: int, end: int, chunk: int) -> AsyncIterator[bytes]:
-        """Bytes [offset, end) of the block in pieces of at most `chunk`, as they arrive."""
+    async def read(self, offset: int, end: int, chunk: int) -> AsyncIterator[memoryview]:
+        """Bytes [offset, end) of the block in pieces of at most `chunk`, as they arrive:
+        views of the buffer, since bytes once written never change."""
+        view = memoryview(self.buffer)
         position = offset
         while position < end:
             async with self._changed:
@@ -71,5 +73,5 @@ class Fill:
             available = min(self.filled, end)
             while position < available:
                 step = min(chunk, available - position)
-                yield self.buffer[position : position + step]  # slicing an mmap copies once
+                yield view[position : position + step]
                 position += step

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reservoir.master.datasets import DEFAULT_BLOCK_SIZE
+from reservoir.rpc.block_stream import add_worker_service
 from reservoir.rpc.channels import WorkerChannels
 from reservoir.rpc.master_client import MasterClient
 from reservoir.rpc.server import Service, start_server, wait_for_stop_signal
 from reservoir.rpc.telemetry import setup_tracing
 from reservoir.units import format_size
-from reservoir.v1 import types_pb2, worker_pb2, worker_pb2_grpc
+from reservoir.v1 import types_pb2, worker_pb2
 from reservoir.worker.blockcache import BlockCache
 from reservoir.worker.membership import Membership
 from reservoir.worker.origins import Origins
@@ -85,7 +86,7 @@ async def serve(config: WorkerConfig) -> None:
     name = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name
     server = await start_server(
         config.listen,
-        [Service(name, WorkerServicer(cache), worker_pb2_grpc.add_WorkerServiceServicer_to_server)],
+        [Service(name, WorkerServicer(cache), add_worker_service)],
     )
     registration = asyncio.create_task(membership.run())
     log.info("worker %s serving on %s, metrics on %s:%d", identity, config.listen, host, port)

@@ -1,4 +1,8 @@
-"""The WorkerService servicer: translates between protobuf and the block cache."""
+"""The WorkerService servicer: translates between protobuf and the block cache.
+
+ReadBlock yields the data itself, which `reservoir.rpc.block_stream` puts on the wire
+as ReadBlockResponse messages without copying it into protobuf objects.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
 
     async def ReadBlock(
         self, request: worker_pb2.ReadBlockRequest, context: Context
-    ) -> AsyncIterator[worker_pb2.ReadBlockResponse]:
+    ) -> AsyncIterator[bytes | memoryview]:
         block = BlockId.from_proto(request.block)
         if request.offset + request.length >= 2**63:
             raise InvalidArgument(f"offset {request.offset} + length {request.length} overflows")
@@ -28,7 +32,7 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             block, request.offset, request.length, cached_only=request.cached_only
         )
         async for data in chunks:
-            yield worker_pb2.ReadBlockResponse(data=data)
+            yield data
 
     async def CacheBlock(
         self, request: worker_pb2.CacheBlockRequest, context: Context
