@@ -290,6 +290,27 @@ def cmd_mount(args: argparse.Namespace) -> int:
     return run_background(config, extra)
 
 
+def cmd_csi(args: argparse.Namespace) -> int:
+    from reservoir.client.csi.main import CsiConfig, serve
+
+    config = CsiConfig(
+        endpoint=args.endpoint,
+        node_id=args.node_id,
+        master=args.master or default_master(),
+        state_dir=args.state_dir,
+    )
+    try:
+        config.socket  # noqa: B018 -- checked before anything starts
+    except InvalidArgument as exc:
+        print(f"reservoir: {exc}", file=sys.stderr)
+        return 2  # bad usage
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve(config))
+    return 0
+
+
 def cmd_job(args: argparse.Namespace) -> None:
     with _client(args) as client:
         job = client.load_job(args.id)
@@ -467,6 +488,17 @@ def parser() -> argparse.ArgumentParser:
     )
     mount.add_argument("--log", type=Path, metavar="FILE", help="the daemon's log (appended)")
     mount.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)  # the daemon's, internal
+    csi = command("csi", cmd_csi, "run the CSI node plugin: datasets as read-only pod volumes")
+    csi.add_argument("--endpoint", required=True, metavar="unix:///PATH", help="the socket")
+    csi.add_argument("--node-id", required=True, metavar="ID", help="this node's name")
+    csi.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path("/var/lib/reservoir/csi"),
+        metavar="DIR",
+        help="what it published, staging mounts, FUSE logs (default /var/lib/reservoir/csi)",
+    )
+    csi.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return top
 
 

@@ -66,7 +66,8 @@ class _ErrorMapping(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or not details.method.startswith("/reservoir."):  # type: ignore[attr-defined]
+        # Ours: the mesh's services and the CSI plugin's (csi.v1), not health or reflection.
+        if handler is None or not details.method.startswith(("/reservoir.", "/csi.")):  # type: ignore[attr-defined]
             return handler
         if handler.unary_unary:
             inner = handler.unary_unary

@@ -1,0 +1,265 @@
+"""The volumes published on this node: one FUSE mount each, bound into every target.
+
+Design
+------
+- One FUSE process per volume per node, mounted at a staging folder in the state
+  dir and bound read-only into each target: a pod gets a bind mount, never a FUSE
+  session of its own, so N pods on a node share one cache client.
+- The state (which volumes, where, which targets with which arguments) is written
+  to disk after every change (reservoir.client.csi.state), so a plugin that restarts
+  knows what it published and adopts the FUSE processes still running.
+- Calls are serialised per target (then per volume), so two calls for one target
+  never interleave; blocking work runs in threads and the server stays responsive.
+- A watcher checks each volume every WATCH_INTERVAL: when the FUSE process has died
+  (its mount answers ENOTCONN), it unmounts the staging and every target lazily,
+  mounts again and binds each target again, and logs `volume=... target=...
+  recovered`. A pod whose mount of the target has HostToContainer propagation sees
+  the new bind; the same pass runs once when the plugin starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from reservoir.client.client import Client
+from reservoir.client.csi import mounts
+from reservoir.client.csi.state import StateDir, Target, Volume
+from reservoir.client.fuse.tree import DatasetTree
+from reservoir.errors import AlreadyExists, InvalidArgument, NotFound, ReservoirError
+
+log = logging.getLogger(__name__)
+
+# How often the watcher checks every FUSE mount: a crash is repaired within about
+# this long plus a remount (about a second).
+WATCH_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class Publish:
+    """A NodePublishVolume call, reduced to what the plugin acts on."""
+
+    volume_id: str
+    target: Path
+    master: str
+    dataset: str
+    subpath: str
+    fingerprint: str  # of every argument that must match on a repeated call
+
+
+class Volumes:
+    def __init__(self, state: StateDir) -> None:
+        self.state = state
+        self.by_id: dict[str, Volume] = {}
+        self._target_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._volume_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    # -- the calls -------------------------------------------------------------------
+
+    async def publish(self, request: Publish) -> None:
+        target = str(request.target)
+        async with self._target_locks[target]:
+            owner = self.owner(target)
+            if owner is not None:
+                same = owner.volume_id == request.volume_id and (
+                    owner.targets[target].fingerprint == request.fingerprint
+                )
+                if not same:
+                    raise AlreadyExists(
+                        f"{target} already holds volume {owner.volume_id!r}, published "
+                        "with other arguments: unpublish it first"
+                    )
+                if await asyncio.to_thread(mounts.is_mounted, request.target):
+                    return  # published already: nothing to do
+            async with self._volume_locks[request.volume_id]:
+                volume = await self._volume_for(request)
+                await self._bind(volume, request, owner is not None)
+
+    async def unpublish(self, volume_id: str, target_path: Path) -> None:
+        target = str(target_path)
+        async with self._target_locks[target]:
+            volume = self.owner(target)
+            if volume is None:
+                return  # never published here, or unpublished already
+            if volume.volume_id != volume_id:
+                raise NotFound(f"{target} holds volume {volume.volume_id!r}, not {volume_id!r}")
+            async with self._volume_locks[volume_id]:
+                await asyncio.to_thread(mounts.unmount, target_path)
+                if volume.targets.pop(target).created_dir:
+                    await asyncio.to_thread(_remove_dir, target_path)
+                log.info("volume=%s target=%s unpublished", volume_id, target)
+                if volume.targets:
+                    self.state.save(volume)
+                else:
+                    await self._stop(volume)
+
+    def owner(self, target: str) -> Volume | None:
+        """The volume published at `target`, if any."""
+        return next((v for v in self.by_id.values() if target in v.targets), None)
+
+    def find(self, volume_id: str, path: str) -> Volume:
+        """The volume `volume_id` when `path` is one of its targets or its staging."""
+        volume = self.by_id.get(volume_id)
+        if volume is None or (path not in volume.targets and path != volume.staging):
+            raise NotFound(f"volume {volume_id!r} is not published at {path}")
+        return volume
+
+    # -- starting, binding, stopping ---------------------------------------------------
+
+    async def _volume_for(self, request: Publish) -> Volume:
+        """The running volume of `request`, started if it is not running yet."""
+        volume = self.by_id.get(request.volume_id)
+        if volume is not None:
+            if (volume.master, volume.dataset, volume.subpath) != (
+                request.master,
+                request.dataset,
+                request.subpath,
+            ):
+                raise AlreadyExists(
+                    f"volume {request.volume_id!r} is published on this node from "
+                    f"{volume.source} at {volume.master}: its other targets must be "
+                    "unpublished before it can show something else"
+                )
+            return volume
+        await asyncio.to_thread(_check_dataset, request)
+        volume = Volume(
+            volume_id=request.volume_id,
+            master=request.master,
+            dataset=request.dataset,
+            subpath=request.subpath,
+            staging=str(self.state.staging(request.volume_id)),
+        )
+        volume.pid = await asyncio.to_thread(
+            mounts.start_fuse,
+            volume.master,
+            volume.source,
+            Path(volume.staging),
+            self.state.log(volume.volume_id),
+        )
+        self.by_id[volume.volume_id] = volume
+        self.state.save(volume)
+        log.info("volume=%s mounted %s (pid %d)", volume.volume_id, volume.source, volume.pid)
+        return volume
+
+    async def _bind(self, volume: Volume, request: Publish, known: bool) -> None:
+        target = str(request.target)
+        try:
+            created = await asyncio.to_thread(_make_dir, request.target)
+            await asyncio.to_thread(mounts.bind_read_only, Path(volume.staging), request.target)
+        except ReservoirError:
+            if not volume.targets:
+                await self._stop(volume)
+            raise
+        if not known:
+            volume.targets[target] = Target(request.fingerprint, created)
+        self.state.save(volume)
+        log.info("volume=%s target=%s published", volume.volume_id, target)
+
+    async def _stop(self, volume: Volume) -> None:
+        """End the volume's FUSE process: no target uses it any more."""
+        await asyncio.to_thread(mounts.stop_fuse, Path(volume.staging), volume.pid)
+        self.by_id.pop(volume.volume_id, None)
+        self.state.forget(volume)
+        log.info("volume=%s unmounted %s", volume.volume_id, volume.source)
+
+    # -- recovery ------------------------------------------------------------------------
+
+    async def adopt(self) -> None:
+        """Take over the volumes a previous plugin published, repairing what broke."""
+        for volume in self.state.load():
+            self.by_id[volume.volume_id] = volume
+            log.info("volume=%s adopted with %d target(s)", volume.volume_id, len(volume.targets))
+        await self.check_all()
+
+    async def watch(self) -> None:
+        """Check every volume, every WATCH_INTERVAL, for ever."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                await self.check_all()
+            except Exception:
+                log.exception("checking the volumes failed")
+
+    async def check_all(self) -> None:
+        for volume_id in list(self.by_id):
+            lock = self._volume_locks[volume_id]
+            if lock.locked():
+                continue  # a call is changing it: check it next time
+            async with lock:
+                volume = self.by_id.get(volume_id)
+                if volume is not None:
+                    await asyncio.to_thread(self._repair, volume)
+
+    def _repair(self, volume: Volume) -> None:
+        """Mount again if the FUSE mount broke; bind again targets that lost their bind."""
+        staging = Path(volume.staging)
+        broken = _broken(volume)
+        if broken:
+            log.warning("volume=%s: %s: mounting %s again", volume.volume_id, broken, volume.source)
+            for target in volume.targets:
+                mounts.unmount(Path(target))
+            mounts.unmount(staging)
+            if volume.pid and mounts.process_alive(volume.pid):
+                os.kill(volume.pid, signal.SIGKILL)
+            try:
+                volume.pid = mounts.start_fuse(
+                    volume.master, volume.source, staging, self.state.log(volume.volume_id)
+                )
+            except ReservoirError as exc:
+                log.error("volume=%s: cannot mount again (will retry): %s", volume.volume_id, exc)
+                return
+            self.state.save(volume)
+        for target in volume.targets:
+            if broken or not mounts.is_mounted(Path(target)):
+                try:
+                    _make_dir(Path(target))
+                    mounts.bind_read_only(staging, Path(target))
+                except ReservoirError as exc:
+                    log.error("volume=%s target=%s: cannot bind: %s", volume.volume_id, target, exc)
+                    continue
+                log.warning("volume=%s target=%s recovered", volume.volume_id, target)
+
+
+def _broken(volume: Volume) -> str:
+    """Why the volume's FUSE mount does not serve, or "" when it does."""
+    staging = Path(volume.staging)
+    if not volume.pid or not mounts.process_alive(volume.pid):
+        return f"the FUSE process (pid {volume.pid}) is gone"
+    if not mounts.is_mounted(staging):
+        return f"{staging} is not mounted"
+    if not mounts.answers(staging):
+        return f"{staging} does not answer (ENOTCONN)"
+    return ""
+
+
+def _check_dataset(request: Publish) -> None:
+    """NotFound unless the dataset (and its sub-path, a directory) exists: asked
+    before mounting, so that a typo mounts nothing. Unavailable if the master is."""
+    with Client(request.master) as client:
+        DatasetTree(client, request.dataset, request.subpath).check()
+
+
+def _make_dir(path: Path) -> bool:
+    """Create the target directory; whether it was created here."""
+    try:
+        path.mkdir()
+    except FileExistsError:
+        if mounts.is_mounted(path):
+            return False  # a broken bind: its stat fails, but it is a directory
+        if not path.is_dir():
+            raise InvalidArgument(f"target_path {path} exists and is not a directory") from None
+        return False
+    except FileNotFoundError:
+        raise InvalidArgument(f"the parent of target_path {path} does not exist") from None
+    return True
+
+
+def _remove_dir(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.rmdir()
