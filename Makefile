@@ -44,9 +44,10 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-# Read throughput against bare gRPC and direct S3 GETs (s3rver from npm); see bench/README.md.
+# The benchmark suite (cold-start storm behind a tc-capped origin, warm reads, metadata;
+# needs root for the network namespace): tables and plots in bench/results/; see bench/README.md.
 bench: setup
-	$(PY) bench/read_throughput.py
+	$(PY) bench/suite.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -10,6 +10,7 @@ its own children (etcd, master, workers) on SIGTERM, and they die with it otherw
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import statistics
@@ -122,7 +123,7 @@ def start_s3(stack: ExitStack, work: Path, bucket: str) -> S3Server:
         process = spawn(stack, [*argv, "--silent", "--configure-bucket", bucket], log)
         server = S3Server("s3rver", f"http://{HOST}:{port}")
         try:
-            wait_for(lambda: _answers(s3_client(server.endpoint), bucket), process, "s3rver", log)
+            wait_for(lambda: answers(s3_client(server.endpoint), bucket), process, "s3rver", log)
             return server
         except RuntimeError as exc:
             stop(process)
@@ -133,12 +134,12 @@ def start_s3(stack: ExitStack, work: Path, bucket: str) -> S3Server:
     argv = [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
     process = spawn(stack, argv, log)
     server = S3Server("moto", f"http://{HOST}:{port}", note)
-    wait_for(lambda: _answers(s3_client(server.endpoint), None), process, "moto", log)
+    wait_for(lambda: answers(s3_client(server.endpoint), None), process, "moto", log)
     s3_client(server.endpoint).create_bucket(Bucket=bucket)
     return server
 
 
-def _answers(s3: Any, bucket: str | None) -> bool:
+def answers(s3: Any, bucket: str | None) -> bool:
     try:
         if bucket:
             s3.head_bucket(Bucket=bucket)
@@ -249,3 +250,60 @@ class Figure:
             "max": max(self.samples),
             "samples": list(self.samples),
         }
+
+
+# -- reader processes ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Storm:
+    """What N readers released together did: times from the first one's start."""
+
+    first: float  # seconds until the first reader held the whole file
+    last: float  # ... the last one
+    results: tuple[dict[str, Any], ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(r.get("bytes", 0) for r in self.results)
+
+
+def run_readers(
+    spec: dict[str, Any], n: int, sha: str | None = None, before: Callable[[], None] | None = None
+) -> Storm:
+    """N reader processes (bench/readers.py) released at once; `before` runs just before
+    the release. Fails loudly if a reader failed, read a wrong count or wrong bytes."""
+    script = Path(__file__).with_name("readers.py")
+    launcher = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=die_with_parent,
+    )  # fmt: skip
+    try:
+        assert launcher.stdin and launcher.stdout
+        launcher.stdin.write(json.dumps({**spec, "n": n}) + "\n")
+        launcher.stdin.flush()
+        if launcher.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the {spec['kind']} readers did not start")
+        if before:
+            before()
+        launcher.stdin.write("go\n")
+        launcher.stdin.flush()
+        results = [json.loads(line) for line in launcher.stdout]
+        launcher.wait(STOP_TIMEOUT)
+    finally:
+        stop(launcher)
+    errors = [r for r in results if "error" in r]
+    if errors or len(results) != n:
+        detail = errors[0]["trace"] if errors else f"{len(results)} of {n} readers answered"
+        raise RuntimeError(f"{spec['kind']} readers failed: {detail}")
+    for r in results:
+        wrong_sha = sha and "sha256" in r and r["sha256"] != sha
+        if "bytes" in r and (r["bytes"] != spec.get("size") or wrong_sha):
+            raise RuntimeError(
+                f"a {spec['kind']} reader read {r['bytes']} bytes of {spec.get('size')}, "
+                f"sha256 {r.get('sha256')} where the file's is {sha}: WRONG BYTES"
+            )
+    start = min(r["start"] for r in results)
+    ends = [r["end"] - start for r in results]
+    return Storm(min(ends), max(ends), tuple(results))
