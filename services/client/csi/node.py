@@ -148,7 +148,7 @@ def _check_capability(capability: pb.VolumeCapability, readonly: bool) -> None:
         raise InvalidArgument("volume_capability.access_mode.mode is required")
     if mode not in READ_ONLY_MODES and not readonly:
         raise FailedPrecondition(
-            f"access mode {Mode.Name(mode)} writes, but a dataset is read-only: "
+            f"access mode {Mode.Mode.Name(mode)} writes, but a dataset is read-only: "
             "use a READER_ONLY mode or publish with readonly"
         )
 

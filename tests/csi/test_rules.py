@@ -1,0 +1,210 @@
+"""The rules of the CSI specification, each through the socket as kubelet calls:
+the status code, and a message a person can act on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from csi.v1 import csi_pb2 as pb
+
+from reservoir.processes import free_port
+from tests.csi.conftest import Mode, Plugin, capability, mounts_at, publish_request
+from tests.fuse.conftest import content
+
+
+def status(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as failed:
+        call()
+    error: grpc.Call = failed.value  # type: ignore[assignment]
+    assert error.details(), "every error has a message"
+    return error.code(), error.details()
+
+
+def unpublish(plugin: Plugin, target: Path, volume_id: str = "ds") -> None:
+    plugin.node.NodeUnpublishVolume(
+        pb.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=str(target))
+    )
+
+
+@pytest.mark.parametrize("missing", ["volume_id", "target_path", "volume_capability"])
+def test_publish_without_a_required_field_is_invalid(
+    plugin: Plugin, targets: Path, missing: str
+) -> None:
+    request = publish_request(targets / "t")
+    request.ClearField(missing)  # type: ignore[arg-type]
+    code, message = status(lambda: plugin.node.NodePublishVolume(request))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert missing in message
+    assert not (targets / "t").exists()
+
+
+@pytest.mark.parametrize("missing", ["volume_id", "target_path"])
+def test_unpublish_without_a_required_field_is_invalid(
+    plugin: Plugin, targets: Path, missing: str
+) -> None:
+    request = pb.NodeUnpublishVolumeRequest(volume_id="ds", target_path=str(targets / "t"))
+    request.ClearField(missing)  # type: ignore[arg-type]
+    code, message = status(lambda: plugin.node.NodeUnpublishVolume(request))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and missing in message
+
+
+@pytest.mark.parametrize("missing", ["volume_id", "volume_path"])
+def test_stats_without_a_required_field_is_invalid(
+    plugin: Plugin, targets: Path, missing: str
+) -> None:
+    request = pb.NodeGetVolumeStatsRequest(volume_id="ds", volume_path=str(targets))
+    request.ClearField(missing)  # type: ignore[arg-type]
+    code, message = status(lambda: plugin.node.NodeGetVolumeStats(request))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and missing in message
+
+
+def test_publish_again_with_the_same_arguments_mounts_nothing_twice(
+    plugin: Plugin, targets: Path
+) -> None:
+    target = targets / "again"
+    plugin.node.NodePublishVolume(publish_request(target))
+    pid = plugin.fuse_pid("ds")
+    plugin.node.NodePublishVolume(publish_request(target))
+    assert mounts_at(target) == 1
+    assert plugin.fuse_pid("ds") == pid
+    unpublish(plugin, target)
+    assert mounts_at(target) == 0 and not target.exists()
+
+
+def test_the_same_target_with_other_arguments_already_exists(plugin: Plugin, targets: Path) -> None:
+    target = targets / "taken"
+    plugin.node.NodePublishVolume(publish_request(target))
+    try:
+        other = publish_request(target, subPath="a")
+        code, message = status(lambda: plugin.node.NodePublishVolume(other))
+        assert code == grpc.StatusCode.ALREADY_EXISTS and str(target) in message
+        other_volume = publish_request(target, volume_id="other", dataset="ds")
+        code, _ = status(lambda: plugin.node.NodePublishVolume(other_volume))
+        assert code == grpc.StatusCode.ALREADY_EXISTS
+        assert mounts_at(target) == 1
+        assert (target / "one-block.bin").read_bytes() == content("one-block.bin")
+    finally:
+        unpublish(plugin, target)
+
+
+@pytest.mark.parametrize(
+    ("cap", "readonly", "code", "words"),
+    [
+        (capability(block=True), True, grpc.StatusCode.FAILED_PRECONDITION, "block"),
+        (
+            capability(Mode.SINGLE_NODE_WRITER),
+            False,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "read-only",
+        ),
+        (
+            capability(Mode.MULTI_NODE_MULTI_WRITER),
+            False,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "read-only",
+        ),
+        (capability(Mode.UNKNOWN), True, grpc.StatusCode.INVALID_ARGUMENT, "access_mode"),
+        (
+            pb.VolumeCapability(access_mode=Mode(mode=Mode.MULTI_NODE_READER_ONLY)),
+            True,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "access type",
+        ),
+    ],
+    ids=["block", "single-node-writer", "multi-node-writer", "no-mode", "no-access-type"],
+)
+def test_a_capability_it_cannot_serve_is_refused(
+    plugin: Plugin,
+    targets: Path,
+    cap: pb.VolumeCapability,
+    readonly: bool,
+    code: grpc.StatusCode,
+    words: str,
+) -> None:
+    request = publish_request(targets / "t", readonly=readonly)
+    request.volume_capability.CopyFrom(cap)
+    got, message = status(lambda: plugin.node.NodePublishVolume(request))
+    assert got == code and words in message
+    assert not (targets / "t").exists()
+
+
+def test_a_writer_mode_published_readonly_is_served(plugin: Plugin, targets: Path) -> None:
+    """What kubelet sends for an inline volume with `readOnly: true`."""
+    target = targets / "inline"
+    request = publish_request(target, readonly=True)
+    request.volume_capability.CopyFrom(capability(Mode.SINGLE_NODE_WRITER))
+    plugin.node.NodePublishVolume(request)
+    try:
+        assert (target / "one-block.bin").read_bytes() == content("one-block.bin")
+    finally:
+        unpublish(plugin, target)
+
+
+@pytest.mark.parametrize("context", [{}, {"dataset": "no-such-dataset"}, {"subPath": "nowhere"}])
+def test_an_unknown_dataset_is_not_found(
+    plugin: Plugin, targets: Path, context: dict[str, str]
+) -> None:
+    volume_id = "ds" if context else "no-such-volume"
+    request = publish_request(targets / "t", volume_id=volume_id, **context)
+    code, message = status(lambda: plugin.node.NodePublishVolume(request))
+    assert code == grpc.StatusCode.NOT_FOUND, message
+    assert not (targets / "t").exists()
+
+
+def test_unpublish_of_what_is_not_mounted_is_ok(plugin: Plugin, targets: Path) -> None:
+    (targets / "empty").mkdir()
+    unpublish(plugin, targets / "empty")
+    unpublish(plugin, targets / "never-existed")
+    target = targets / "twice"
+    plugin.node.NodePublishVolume(publish_request(target))
+    unpublish(plugin, target)
+    unpublish(plugin, target)  # a retry after a lost answer
+    assert not target.exists()
+
+
+def test_stats_where_the_volume_is_not_published_is_not_found(
+    plugin: Plugin, targets: Path
+) -> None:
+    request = pb.NodeGetVolumeStatsRequest(volume_id="ds", volume_path=str(targets))
+    code, message = status(lambda: plugin.node.NodeGetVolumeStats(request))
+    assert code == grpc.StatusCode.NOT_FOUND and str(targets) in message
+
+
+def test_concurrent_calls_for_one_target_are_serialised(plugin: Plugin, targets: Path) -> None:
+    target = targets / "busy"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: plugin.node.NodePublishVolume(publish_request(target)), range(8)))
+        assert mounts_at(target) == 1
+        assert (target / "one-block.bin").read_bytes() == content("one-block.bin")
+        list(pool.map(lambda _: unpublish(plugin, target), range(8)))
+    assert mounts_at(target) == 0 and not target.exists()
+    # Publish and unpublish racing: whatever the order, never a half-made target.
+    with ThreadPoolExecutor(8) as pool:
+        calls = [
+            (lambda: plugin.node.NodePublishVolume(publish_request(target)))
+            if i % 2 == 0
+            else (lambda: unpublish(plugin, target))
+            for i in range(8)
+        ]
+        for future in [pool.submit(call) for call in calls]:
+            future.result()
+    assert mounts_at(target) in (0, 1)
+    unpublish(plugin, target)
+    assert mounts_at(target) == 0 and not target.exists()
+
+
+def test_probe_fails_when_the_master_is_unreachable(tmp_path: Path) -> None:
+    lonely = Plugin(tmp_path, f"127.0.0.1:{free_port()}", node_id="node-2").start()
+    try:
+        code, message = status(lambda: lonely.identity.Probe(pb.ProbeRequest()))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "master" in message
+        request = publish_request(tmp_path / "t")
+        code, _ = status(lambda: lonely.node.NodePublishVolume(request, timeout=60))
+        assert code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        assert lonely.stop() == 0, lonely.output()
