@@ -23,6 +23,9 @@ from reservoir.errors import ReservoirError, Unavailable
 EXIT_TIMEOUT_SECONDS = 10.0
 # `reservoir mount` waits up to 60 s for a slow master; a little more here.
 MOUNT_TIMEOUT_SECONDS = 90.0
+# Each recovery of a volume stacks one bind on its targets; more than this many
+# layers means something else keeps mounting there.
+MAX_STACKED = 64
 _MOUNTED = re.compile(r"\(pid (\d+)\)")
 
 
@@ -69,12 +72,15 @@ def bind_read_only(staging: Path, target: Path) -> None:
 
 
 def unmount(path: Path) -> None:
-    """Unmount `path` if it is a mount point; lazily when it is busy or broken."""
-    if not is_mounted(path):
-        return
-    done = subprocess.run(["umount", str(path)], capture_output=True, text=True)
-    if done.returncode != 0 and is_mounted(path):
-        _run("umount", "-l", str(path))
+    """Unmount everything at `path` (recovery stacks binds there); lazily what is
+    busy or broken."""
+    for _ in range(MAX_STACKED):
+        if not is_mounted(path):
+            return
+        done = subprocess.run(["umount", str(path)], capture_output=True, text=True)
+        if done.returncode != 0 and is_mounted(path):
+            _run("umount", "-l", str(path))
+    raise ReservoirError(f"{path} is still mounted after {MAX_STACKED} unmounts")
 
 
 def stop_fuse(staging: Path, pid: int) -> None:

@@ -11,10 +11,10 @@ Design
 - Calls are serialised per target (then per volume), so two calls for one target
   never interleave; blocking work runs in threads and the server stays responsive.
 - A watcher checks each volume every WATCH_INTERVAL: when the FUSE process has died
-  (its mount answers ENOTCONN), it unmounts the staging and every target lazily,
-  mounts again and binds each target again, and logs `volume=... target=...
-  recovered`. A pod whose mount of the target has HostToContainer propagation sees
-  the new bind; the same pass runs once when the plugin starts.
+  (its mount answers ENOTCONN), it unmounts the staging lazily, mounts again, binds
+  the staging again on top of each target's broken bind, and logs `volume=...
+  target=... recovered`. A pod whose mount of the target has HostToContainer
+  propagation receives the new bind; the same pass runs once when the plugin starts.
 """
 
 from __future__ import annotations
@@ -202,8 +202,6 @@ class Volumes:
         broken = _broken(volume)
         if broken:
             log.warning("volume=%s: %s: mounting %s again", volume.volume_id, broken, volume.source)
-            for target in volume.targets:
-                mounts.unmount(Path(target))
             mounts.unmount(staging)
             if volume.pid and mounts.process_alive(volume.pid):
                 os.kill(volume.pid, signal.SIGKILL)
@@ -218,8 +216,7 @@ class Volumes:
         for target in volume.targets:
             if broken or not mounts.is_mounted(Path(target)):
                 try:
-                    _make_dir(Path(target))
-                    mounts.bind_read_only(staging, Path(target))
+                    _rebind(staging, Path(target))
                 except ReservoirError as exc:
                     log.error("volume=%s target=%s: cannot bind: %s", volume.volume_id, target, exc)
                     continue
@@ -236,6 +233,20 @@ def _broken(volume: Volume) -> str:
     if not mounts.answers(staging):
         return f"{staging} does not answer (ENOTCONN)"
     return ""
+
+
+def _rebind(staging: Path, target: Path) -> None:
+    """Bind `staging` at `target` again. On top of the broken bind, not in its place:
+    a pod's view of the target is a copy of that bind, a slave of it with
+    HostToContainer propagation, so a mount on top of it reaches the pod, where
+    unmounting it first would leave the pod's copy dead. Unpublish unmounts every
+    layer."""
+    _make_dir(target)
+    try:
+        mounts.bind_read_only(staging, target)
+    except ReservoirError:  # the broken bind refused a mount on top: replace it
+        mounts.unmount(target)
+        mounts.bind_read_only(staging, target)
 
 
 def _check_dataset(request: Publish) -> None:
