@@ -219,7 +219,17 @@ class Controller:
         if released:
             return  # the object is gone, or about to be
         if plan.status is not None:
-            self._write_status(plural, obj, {**plan.status, **fragments})
+            status = {**plan.status, **fragments}
+            finished = status.get("phase") in ("Succeeded", "Failed")
+            if (
+                plural == DATALOADS
+                and finished
+                and obj.get("status", {}).get("phase") != status["phase"]
+            ):
+                # The Dataset's cached figures have moved: show them now, not at the next refresh.
+                ns = obj["metadata"]["namespace"]
+                self.queue.put(f"{DATASETS}:{ns}/{obj['spec']['dataset']}")
+            self._write_status(plural, obj, status)
         if plan.master_actions or (plan.actions and plan.requeue_after == 0):
             self.queue.put(key)  # look at the master's answer at once
         elif plan.requeue_after is not None:

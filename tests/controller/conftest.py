@@ -1,0 +1,84 @@
+"""Fixtures for the controller: the API-server stand-in, a mesh (one master, one
+worker on the session's etcd) shared by a module, and `reservoir controller`
+processes pointed at both."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from reservoir.meta.etcd_server import EtcdServer
+from reservoir.processes import stop
+from tests.controller.apiserver import ApiServer
+from tests.fixtures.mesh import Mesh, wipe
+
+LEASE_DURATION_S = 3  # short, so a takeover fits in a test
+
+
+@pytest.fixture
+def apiserver() -> Iterator[ApiServer]:
+    server = ApiServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_mesh(etcd: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """One master and one worker for a whole test module."""
+    wipe(etcd.url)
+    mesh = Mesh(etcd.url, tmp_path_factory.mktemp("mesh"))
+    mesh.master()
+    mesh.worker()
+    yield mesh
+    mesh.stop()
+
+
+class ControllerProcess:
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "reservoir", "controller", *args],
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> int | None:
+        return stop(self.process, timeout=15)
+
+
+@pytest.fixture
+def start_controller(
+    apiserver: ApiServer, module_mesh: Mesh, tmp_path: Path
+) -> Iterator[Callable[[str], ControllerProcess]]:
+    """Start `reservoir controller --identity ID` against the stand-in and the mesh."""
+    kubeconfig = apiserver.kubeconfig(tmp_path / "kubeconfig")
+    started: list[ControllerProcess] = []
+
+    def start(identity: str) -> ControllerProcess:
+        args = [
+            f"--kubeconfig={kubeconfig}",
+            f"--master={module_mesh.address}",
+            f"--identity={identity}",
+            "--lease-namespace=reservoir",
+            f"--lease-duration={LEASE_DURATION_S}",
+        ]
+        controller = ControllerProcess(args, tmp_path / f"controller-{identity}.log")
+        started.append(controller)
+        return controller
+
+    yield start
+    for controller in started:
+        controller.stop()
