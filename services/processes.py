@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import socket
 import subprocess
@@ -57,8 +58,11 @@ def tune_allocator() -> None:
     hundreds of page faults: measured 20k-87k faults per 256 MiB read in a client and
     ~280k in a worker, and about 20% of warm read throughput. Serving them from the
     heap and keeping a 256 MiB pad makes the memory reused instead. Larger buffers
-    (whole blocks) are still mapped and returned as before.
+    (whole blocks) are still mapped and returned as before. The `reservoir` command
+    and `Client()` call this; RESERVOIR_TUNE_MALLOC=0 leaves the allocator alone.
     """
+    if os.environ.get("RESERVOIR_TUNE_MALLOC") == "0":
+        return
     try:
         libc = ctypes.CDLL(None)
         libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)  # glibc's maximum on 64-bit
