@@ -1,0 +1,318 @@
+"""The controller's decisions, as pure functions: no cluster, no master."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from reservoir import paths
+from reservoir.client import types
+from reservoir.controller import reconcile as r
+from reservoir.controller.cron import Schedule
+from reservoir.controller.lease import decide
+from reservoir.controller.main import Redactor
+from reservoir.controller.resources import FINALIZER, DataLoad, Dataset, master_name
+from reservoir.controller.workqueue import WorkQueue
+from reservoir.errors import InvalidArgument
+
+NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+MS = int(NOW.timestamp() * 1000)
+
+
+def ds_obj(name: str = "images", ns: str = "team", **spec: Any) -> dict[str, Any]:
+    meta = spec.pop("meta", {})
+    status = spec.pop("status", {})
+    mount = {"uri": "s3://bucket/images", "options": {"region": "eu"}, **spec.pop("mount", {})}
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "uid": "u-1",
+            "generation": 2,
+            "resourceVersion": "7",
+            "creationTimestamp": "2026-03-04T05:00:00Z",
+            **meta,
+        },
+        "spec": {"mounts": [mount], **spec},
+        "status": status,
+    }
+
+
+def on_master(**fields: Any) -> types.Dataset:
+    values: dict[str, Any] = dict(
+        name="team-images",
+        mount="s3://bucket/images",
+        phase="Ready",
+        block_size=64 << 20,
+        file_count=3,
+        total_bytes=4 << 20,
+        cached_bytes=1 << 20,
+        origin_bytes_read=1 << 20,
+        created_ms=MS - 60_000,
+        synced_ms=MS - 60_000,
+        options={"region": "eu"},
+    )
+    values.update(fields)
+    return types.Dataset(**values)
+
+
+def job(**fields: Any) -> types.LoadJob:
+    values: dict[str, Any] = dict(
+        id="j1",
+        dataset="team-images",
+        paths=[],
+        state="Running",
+        total_blocks=4,
+        loaded_blocks=1,
+        total_bytes=4000,
+        loaded_bytes=1000,
+        started_ms=MS - 75_000,
+        finished_ms=0,
+    )
+    values.update(fields)
+    return types.LoadJob(**values)
+
+
+def kinds(plan: r.Plan) -> list[str]:
+    return [type(a).__name__ for a in plan.actions]
+
+
+# -- names -----------------------------------------------------------------------------
+
+
+def test_master_names_are_labels_and_distinct() -> None:
+    assert master_name("team", "images") == "team-images"
+    long = master_name("a" * 40, "b" * 40)
+    dotted = master_name("team", "llama.v3")
+    for name in (long, dotted):
+        paths.check_name(name)
+        assert len(name) <= 63
+    assert dotted.startswith("team-llama-v3-") and dotted != master_name("team", "llama-v3")
+    assert master_name("a" * 40, "b" * 41) != long
+
+
+def test_an_older_dataset_keeps_a_colliding_master_name() -> None:
+    older = Dataset.of(ds_obj("b-c", "a"))
+    newer = Dataset.of(ds_obj("c", "a-b", meta={"creationTimestamp": "2026-03-04T05:01:00Z"}))
+    assert older.master_name == newer.master_name == "a-b-c"
+    assert r.claimants([newer, older]) == {"a-b/c": "a/b-c"}
+    plan = r.reconcile_dataset(newer, None, NOW, conflict="a/b-c")
+    assert plan.actions == () and plan.status and plan.status["phase"] == "Failed"
+    assert "taken by Dataset a/b-c" in plan.status["message"]
+
+
+# -- datasets ------------------------------------------------------------------------
+
+
+def test_a_new_dataset_gets_the_finalizer_first_then_is_created_with_secret_references() -> None:
+    ref = {"name": "secret_access_key", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}
+    ds = Dataset.of(ds_obj(mount={"optionsFrom": [ref]}, blockSize="1MiB", preload=True))
+    plan = r.reconcile_dataset(ds, None, NOW)
+    assert kinds(plan) == ["AddFinalizer", "CreateDataset", "StartLoad"]
+    create = plan.actions[1]
+    assert isinstance(create, r.CreateDataset)
+    assert create.name == "team-images" and create.block_size == 1 << 20
+    assert create.options == {"region": "eu"}  # the secret stays a reference
+    assert create.secret_options[0].secret == "s" and create.secret_options[0].key == "k"
+    assert plan.status and plan.status["phase"] == "Pending"
+    assert plan.actions[2] == r.StartLoad("team-images", (), "preloadJob")
+
+
+def test_a_ready_dataset_shows_the_masters_figures_and_has_a_volume() -> None:
+    ds = Dataset.of(ds_obj(meta={"finalizers": [FINALIZER]}))
+    plan = r.reconcile_dataset(ds, on_master(), NOW)
+    assert kinds(plan) == ["EnsureVolume"]
+    s = plan.status
+    assert s is not None
+    assert (s["phase"], s["fileCount"], s["totalSize"], s["cached"], s["cachedPercentage"]) == (
+        "Ready",
+        3,
+        "4.0 MiB",
+        "1.0 MiB",
+        "25.0%",
+    )
+    assert s["observedGeneration"] == 2 and s["lastSyncTime"] == "2026-03-04T05:05:07Z"
+    assert plan.requeue_after == r.STATUS_INTERVAL_S
+    # The condition's transition time moves only when its status does.
+    again = r.reconcile_dataset(
+        Dataset.of(ds_obj(meta={"finalizers": [FINALIZER]}, status=s)),
+        on_master(),
+        NOW + timedelta(minutes=5),
+    )
+    assert again.status and again.status["conditions"] == s["conditions"]
+
+
+@pytest.mark.parametrize("version", ["1.33.0", "1.35.0"])
+def test_the_volume_is_a_valid_static_pv_and_claim(version: str) -> None:
+    volume = r.volume(Dataset.of(ds_obj()))
+    for obj in (volume.pv, volume.pvc):
+        kubernetes_validate.validate(obj, version, strict=True)
+    assert volume.pv["spec"]["csi"]["volumeHandle"] == "team-images"
+    assert volume.pvc["spec"]["volumeName"] == volume.pv["metadata"]["name"]
+
+
+def test_a_changed_mount_recreates_and_sync_follows_the_interval() -> None:
+    ds = Dataset.of(ds_obj(meta={"finalizers": [FINALIZER]}, syncIntervalSeconds=120))
+    moved = r.reconcile_dataset(ds, on_master(mount="s3://bucket/old"), NOW)
+    assert kinds(moved) == ["DeleteDataset", "CreateDataset"]
+    assert moved.status and "mount changed" in moved.status["message"]
+    assert kinds(r.reconcile_dataset(ds, on_master(), NOW)) == ["EnsureVolume"]
+    stale = on_master(synced_ms=MS - 121_000)
+    assert kinds(r.reconcile_dataset(ds, stale, NOW)) == ["SyncDataset", "EnsureVolume"]
+
+
+def test_deleting_removes_the_master_dataset_then_the_volume_then_the_finalizer() -> None:
+    deleting = {"finalizers": [FINALIZER], "deletionTimestamp": "2026-03-04T05:06:00Z"}
+    ds = Dataset.of(ds_obj(meta=deleting))
+    plan = r.reconcile_dataset(ds, on_master(), NOW)
+    assert kinds(plan) == ["DeleteDataset", "DeleteVolume", "RemoveFinalizer"]
+    assert plan.status and plan.status["phase"] == "Deleting"
+    gone = r.reconcile_dataset(ds, None, NOW)
+    assert kinds(gone) == ["DeleteVolume", "RemoveFinalizer"]
+    released = Dataset.of(ds_obj(meta={"deletionTimestamp": "2026-03-04T05:06:00Z"}))
+    assert r.reconcile_dataset(released, on_master(), NOW) == r.Plan()
+
+
+def test_an_error_is_shown_and_retried() -> None:
+    ds = Dataset.of(ds_obj(meta={"finalizers": [FINALIZER]}))
+    plan = r.reconcile_dataset(ds, None, NOW, error="Secret team/s does not exist")
+    assert kinds(plan) == ["CreateDataset"]
+    assert plan.status and plan.status["phase"] == "Failed"
+    assert plan.status["message"] == "Secret team/s does not exist"
+    assert plan.status["conditions"][0]["status"] == "False"
+
+
+def test_a_spec_the_schema_cannot_judge_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="not a size"):
+        Dataset.of(ds_obj(blockSize="lots"))
+
+
+# -- loads ---------------------------------------------------------------------------
+
+
+def load_obj(**spec: Any) -> dict[str, Any]:
+    status = spec.pop("status", {})
+    return {
+        "metadata": {
+            "name": "warm",
+            "namespace": "team",
+            "generation": 1,
+            "creationTimestamp": "2026-03-04T05:00:00Z",
+        },
+        "spec": {"dataset": "images", **spec},
+        "status": status,
+    }
+
+
+READY_DS = Dataset.of(ds_obj(status={"phase": "Ready"}))
+
+
+def test_a_load_waits_for_its_dataset_then_starts_once() -> None:
+    load = DataLoad.of(load_obj(paths=["dir"]))
+    waiting = r.reconcile_load(load, None, None, NOW)
+    assert waiting.actions == () and waiting.status and waiting.status["phase"] == "Pending"
+    pending = Dataset.of(ds_obj(status={"phase": "Pending"}))
+    assert r.reconcile_load(load, pending, None, NOW).actions == ()
+    plan = r.reconcile_load(load, READY_DS, None, NOW)
+    assert plan.actions == (r.StartLoad("team-images", ("dir",), "jobId"),)
+    assert plan.status and plan.status["phase"] == "Running"
+
+
+def test_a_running_load_reports_progress_and_duration_then_ends() -> None:
+    load = DataLoad.of(load_obj(status={"jobId": "j1"}))
+    running = r.reconcile_load(load, READY_DS, job(), NOW)
+    assert running.actions == ()
+    assert running.status and running.status["progress"] == "25.0%"
+    assert running.status["duration"] == "1m15s" and running.status["phase"] == "Running"
+    done = job(state="Succeeded", loaded_bytes=4000, finished_ms=MS - 5000)
+    ended = r.reconcile_load(load, READY_DS, done, NOW)
+    assert ended.actions == () and ended.requeue_after is None
+    assert ended.status and (ended.status["phase"], ended.status["progress"]) == (
+        "Succeeded",
+        "100.0%",
+    )
+    assert ended.status["duration"] == "1m10s"
+    forgotten = r.reconcile_load(load, READY_DS, None, NOW)
+    assert forgotten.status and forgotten.status["phase"] == "Failed"
+
+
+def test_a_cron_load_runs_when_due() -> None:
+    load = DataLoad.of(load_obj(policy="Cron", schedule="*/10 * * * *"))
+    due = r.reconcile_load(load, READY_DS, None, NOW)  # created 05:00, first run 05:10 > now
+    assert due.actions == () and due.status
+    assert due.status["nextScheduleTime"] == "2026-03-04T05:10:00Z"
+    later = NOW.replace(minute=10, second=30)
+    run = r.reconcile_load(load, READY_DS, None, later)
+    assert len(run.actions) == 1 and run.status
+    assert run.status["lastScheduleTime"] == "2026-03-04T05:10:30Z"
+    bad = DataLoad.of(load_obj(policy="Cron", schedule="61 * * * *"))
+    failed = r.reconcile_load(bad, READY_DS, None, NOW)
+    assert failed.status and failed.status["phase"] == "Failed"
+    assert "61 * * * *" in failed.status["message"]
+
+
+# -- cron, lease, queue, redaction ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schedule", "after", "expected"),
+    [
+        ("*/15 * * * *", "2026-03-04T05:06:07", "2026-03-04T05:15:00"),
+        ("0 3 * * *", "2026-03-04T05:06:07", "2026-03-05T03:00:00"),
+        ("@hourly", "2026-03-04T05:00:00", "2026-03-04T06:00:00"),
+        ("30 2 * * 1-5", "2026-03-06T03:00:00", "2026-03-09T02:30:00"),  # Fri -> Mon
+        ("0 0 13 * 5", "2026-03-14T00:00:00", "2026-03-20T00:00:00"),  # 13th or a Friday
+        ("0 0 1 1,7 *", "2026-03-04T00:00:00", "2026-07-01T00:00:00"),
+    ],
+)
+def test_cron_schedules(schedule: str, after: str, expected: str) -> None:
+    t = datetime.fromisoformat(after).replace(tzinfo=UTC)
+    assert Schedule.parse(schedule).next_after(t) == datetime.fromisoformat(expected).replace(
+        tzinfo=UTC
+    )
+
+
+@pytest.mark.parametrize("schedule", ["* * * *", "60 * * * *", "*/0 * * * *", "a b c d e"])
+def test_bad_cron_schedules_are_refused(schedule: str) -> None:
+    with pytest.raises(InvalidArgument):
+        Schedule.parse(schedule)
+
+
+def test_a_schedule_that_never_fires_is_refused() -> None:
+    with pytest.raises(InvalidArgument, match="never fires"):
+        Schedule.parse("0 0 30 2 *").next_after(NOW)
+
+
+def test_lease_decisions() -> None:
+    held = {"spec": {"holderIdentity": "other"}}
+    assert decide(None, "me", expired=False) == "create"
+    assert decide({"spec": {"holderIdentity": "me"}}, "me", expired=False) == "renew"
+    assert decide(held, "me", expired=False) == "wait"
+    assert decide(held, "me", expired=True) == "take"
+    assert decide({"spec": {"holderIdentity": ""}}, "me", expired=False) == "take"
+
+
+def test_the_work_queue_holds_a_key_once_at_its_earliest_time() -> None:
+    queue = WorkQueue()
+    queue.put("a", 60)
+    queue.put("b")
+    queue.put("a")
+    queue.put("b", 60)
+    assert {queue.get(0.1), queue.get(0.1)} == {"a", "b"}
+    assert queue.get(0.05) is None
+    queue.put("c", 0.05)
+    assert queue.get(1.0) == "c"
+
+
+def test_secret_values_are_redacted_from_log_records(caplog: pytest.LogCaptureFixture) -> None:
+    redactor = Redactor()
+    redactor.add("hunter2")
+    logger = logging.getLogger("test.redaction")
+    logger.addFilter(redactor)
+    with caplog.at_level(logging.INFO, logger="test.redaction"):
+        logger.info("options %s", {"secret_access_key": "hunter2"})
+    assert "hunter2" not in caplog.text and "***" in caplog.text
