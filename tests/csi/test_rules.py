@@ -14,6 +14,7 @@ from csi.v1 import csi_pb2 as pb
 
 from reservoir.processes import free_port
 from tests.csi.conftest import Mode, Plugin, capability, mounts_at, publish_request
+from tests.fixtures.mesh import run_cli
 from tests.fuse.conftest import content
 
 
@@ -208,3 +209,9 @@ def test_probe_fails_when_the_master_is_unreachable(tmp_path: Path) -> None:
         assert code == grpc.StatusCode.UNAVAILABLE
     finally:
         assert lonely.stop() == 0, lonely.output()
+
+
+def test_an_endpoint_that_is_not_a_unix_socket_is_bad_usage() -> None:
+    done = run_cli("csi", "--endpoint=tcp://127.0.0.1:9000", "--node-id=n")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "unix:///" in done.stderr, done.stderr

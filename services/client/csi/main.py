@@ -2,8 +2,8 @@
 
 It serves csi.v1 Identity, Node and a minimal Controller (see identity.py), plus
 grpc.health.v1 and reflection like every server here. On start it adopts what a
-previous run published (state dir) before it answers; on SIGTERM it stops serving
-and leaves every mount in place: pods keep reading while it restarts.
+previous run published (state dir) and repairs what broke meanwhile; on SIGTERM it
+stops serving and leaves every mount in place: pods keep reading while it restarts.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ async def serve(config: CsiConfig) -> None:
     socket = config.socket
     socket.parent.mkdir(parents=True, exist_ok=True)
     volumes = Volumes(StateDir(config.state_dir))
-    await volumes.adopt()
+    volumes.adopt()
     services = [
         Service(
             "csi.v1.Identity", Identity(config.master), csi_pb2_grpc.add_IdentityServicer_to_server

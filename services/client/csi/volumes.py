@@ -170,21 +170,22 @@ class Volumes:
 
     # -- recovery ------------------------------------------------------------------------
 
-    async def adopt(self) -> None:
-        """Take over the volumes a previous plugin published, repairing what broke."""
+    def adopt(self) -> None:
+        """Take over the volumes a previous plugin published; the watcher's first
+        pass, at once, repairs what broke meanwhile (without holding up serving:
+        a remount waits for the master, which may be slow)."""
         for volume in self.state.load():
             self.by_id[volume.volume_id] = volume
             log.info("volume=%s adopted with %d target(s)", volume.volume_id, len(volume.targets))
-        await self.check_all()
 
     async def watch(self) -> None:
-        """Check every volume, every WATCH_INTERVAL, for ever."""
+        """Check every volume now, then every WATCH_INTERVAL, for ever."""
         while True:
-            await asyncio.sleep(WATCH_INTERVAL)
             try:
                 await self.check_all()
             except Exception:
                 log.exception("checking the volumes failed")
+            await asyncio.sleep(WATCH_INTERVAL)
 
     async def check_all(self) -> None:
         for volume_id in list(self.by_id):
