@@ -31,7 +31,7 @@ from urllib3.exceptions import HTTPError
 from reservoir.client import types
 from reservoir.client.client import Client
 from reservoir.controller import reconcile as r
-from reservoir.controller.kube import GONE, Kube, Obj, api_client, status_of
+from reservoir.controller.kube import CONFLICT, GONE, Kube, Obj, api_client, status_of
 from reservoir.controller.lease import Elector, LeaseConfig
 from reservoir.controller.resources import (
     DATALOADS,
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 WATCH_TIMEOUT_S = 300  # the API server ends watches anyway; start a fresh one this often
 RETRY_MAX_S = 60.0  # failing actions are retried with doubling delays up to this
+CONFLICT_RETRY_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,9 @@ class Controller:
                 fragments.update(self._act(plural, obj, action))
                 released = released or isinstance(action, r.RemoveFinalizer)
         except (ReservoirError, ApiException, HTTPError, OSError) as exc:
+            if status_of(exc) == CONFLICT:  # our copy was stale: the watch brings the new one
+                self.queue.put(key, CONFLICT_RETRY_S)
+                return
             self._fail(key, plural, obj, _reason(exc))
             return
         if self._errors.pop(key, None) is not None:
