@@ -140,3 +140,27 @@ def test_a_bad_mount_fails_with_the_masters_reason(module_mesh: Mesh, tmp_path: 
         failed = r.reconcile_dataset(Dataset.of(obj), None, datetime.now(UTC), error=error)
         assert failed.status and failed.status["phase"] == "Failed"
         assert failed.status["message"] == error
+
+
+def test_a_dataset_is_synced_when_its_interval_has_passed(
+    module_mesh: Mesh, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "one").write_bytes(b"1" * 100)
+    obj: dict[str, Any] = {
+        "metadata": {"name": "growing", "namespace": "research", "generation": 1},
+        "spec": {"mounts": [{"uri": f"file://{root}"}], "syncIntervalSeconds": 1},
+    }
+    with module_mesh.client() as client:
+        settle_dataset(client, obj)
+        assert obj["status"]["fileCount"] == 1
+        (root / "two").write_bytes(b"2" * 200)
+        time.sleep(1.1)
+        ds = Dataset.of(obj)
+        plan = r.reconcile_dataset(ds, master_answer(client, ds.master_name), datetime.now(UTC))
+        assert [type(a).__name__ for a in plan.actions] == ["SyncDataset", "EnsureVolume"]
+        carry_out(client, obj, plan)
+        settle_dataset(client, obj)
+        assert (obj["status"]["fileCount"], obj["status"]["totalBytes"]) == (2, 300)
+        client.delete_dataset(ds.master_name)
