@@ -9,7 +9,8 @@ controller uses, with the semantics it relies on, over real HTTP in a thread:
   PATCH (JSON merge patch; a `metadata.resourceVersion` in it must match, else 409;
   `/status` changes only the status, the main path never does);
 - DELETE: with finalizers it sets `deletionTimestamp`; the object goes when the last
-  finalizer is removed, as the real server does.
+  finalizer is removed, as the real server does;
+- `compact()`: open and stale watches get `410 Gone`, as after etcd compaction.
 
 Objects carry uid, resourceVersion (one counter), generation and creationTimestamp.
 Every write is recorded with the client's User-Agent, so a test can tell which
@@ -82,9 +83,11 @@ class ApiServer:
         self.objects: dict[Key, Obj] = {}
         self.events: list[tuple[int, str, str, Obj]] = []  # (rv, type, resource, object)
         self.writes: list[Write] = []
+        self.lists: dict[str, int] = {}  # LIST calls (not watches) per resource
         self.version = 0
         self.cv = threading.Condition()
         self.stopping = False
+        self.compacted = 0  # events up to this version are forgotten: older watches get 410
         handler = type("Handler", (_Handler,), {"api": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -206,6 +209,15 @@ class ApiServer:
                 "items": items,
             }
 
+    def compact(self) -> None:
+        """Forget the event history, as etcd compaction does: every open watch ends with
+        410 Gone, and clients must list again."""
+        with self.cv:
+            self.version += 1
+            self.compacted = self.version
+            self.events.clear()
+            self.cv.notify_all()
+
     def writes_by(self, agent_part: str, *, exclude: str = "leases") -> list[Write]:
         return [w for w in self.writes if agent_part in w.agent and exclude not in w.path]
 
@@ -267,6 +279,8 @@ class _Handler(BaseHTTPRequestHandler):
                 float(query.get("timeoutSeconds") or 60),
             )
         else:
+            with self.api.cv:
+                self.api.lists[resource] = self.api.lists.get(resource, 0) + 1
             self._send(200, self.api.listing(resource, namespace))
 
     def _watch(self, resource: str, namespace: str, since: int, timeout: float) -> None:
@@ -279,6 +293,11 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             while True:
                 with self.api.cv:
+                    if sent < self.api.compacted:
+                        gone = _status(410, "Expired", f"too old resource version: {sent}")
+                        line = json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n"
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                        break
                     batch = [
                         (rv, kind, obj)
                         for rv, kind, r, obj in self.api.events

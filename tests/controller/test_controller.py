@@ -235,3 +235,27 @@ def test_two_replicas_only_the_lease_holder_acts(
     # A clean stop hands the Lease back at once.
     standby.stop()
     assert holder() == ""
+
+
+def test_the_controller_lists_again_when_its_watch_expires(
+    apiserver: ApiServer, start_controller: Start, tmp_path: Path
+) -> None:
+    root = tmp_path / "data"
+    files(root, {"f": 10})
+    controller = start_controller("watcher")
+    apiserver.create(DATASETS, "team-c", dataset("before", f"file://{root}"))
+    wait_until(
+        lambda: status(apiserver, DATASETS, "team-c", "before").get("phase") == "Ready",
+        30,
+        "the first Dataset to be Ready",
+    )
+    assert apiserver.lists[DATASETS] == 1
+    apiserver.compact()  # its watches end with 410 Gone
+    apiserver.create(DATASETS, "team-c", dataset("after", f"file://{root}"))
+    wait_until(
+        lambda: status(apiserver, DATASETS, "team-c", "after").get("phase") == "Ready",
+        30,
+        f"the Dataset made after the compaction to be Ready:\n{controller.output()}",
+    )
+    assert apiserver.lists[DATASETS] == 2  # listed again, once
+    assert "Traceback" not in controller.output()
