@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,10 @@ from reservoir.errors import ReservoirError, Unavailable
 EXIT_TIMEOUT_SECONDS = 10.0
 # `reservoir mount` waits up to 60 s for a slow master; a little more here.
 MOUNT_TIMEOUT_SECONDS = 90.0
+# A FUSE mount whose root takes longer than this to stat is stuck. The kernel answers
+# from its attribute cache (a minute) and the daemon may then ask the master, whose
+# calls give up after 30 s: longer than that, the daemon itself does not answer.
+STAT_TIMEOUT_SECONDS = 45.0
 # Each recovery of a volume stacks one bind on its targets; more than this many
 # layers means something else keeps mounting there.
 MAX_STACKED = 64
@@ -87,7 +92,7 @@ def stop_fuse(staging: Path, pid: int) -> None:
     """Unmount the staging mount (its daemon then exits); kill a daemon that lingers."""
     unmount(staging)
     deadline = time.monotonic() + EXIT_TIMEOUT_SECONDS
-    while pid and process_alive(pid):
+    while pid and serves(pid, staging):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             break
@@ -102,22 +107,37 @@ def is_mounted(path: Path) -> bool:
         return any(line.split()[1] == want for line in mounts)
 
 
-def answers(path: Path) -> bool:
-    """Whether the mount at `path` serves a stat: false on ENOTCONN (its daemon died)."""
-    try:
-        os.stat(path)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTCONN, errno.ECONNABORTED, errno.EIO):
-            return False
-        raise
-    return True
+def answers(path: Path, timeout: float = STAT_TIMEOUT_SECONDS) -> bool:
+    """Whether the mount at `path` serves a stat within `timeout`: false on ENOTCONN
+    (its daemon died) and when the stat hangs (its daemon is stuck). The stat runs
+    in a thread of its own, which a stuck daemon's end (SIGKILL) releases."""
+    failed: list[OSError] = []
+
+    def stat() -> None:
+        try:
+            os.stat(path)
+        except OSError as exc:
+            failed.append(exc)
+
+    probe = threading.Thread(target=stat, name=f"stat {path}", daemon=True)
+    probe.start()
+    probe.join(timeout)
+    if probe.is_alive():
+        return False
+    if failed and failed[0].errno not in (errno.ENOTCONN, errno.ECONNABORTED, errno.EIO):
+        raise failed[0]
+    return not failed
 
 
-def process_alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie waiting for its reaper does not)."""
+def serves(pid: int, staging: Path) -> bool:
+    """Whether `pid` runs and is the FUSE daemon of `staging` (not a zombie, and not
+    another process that was given the pid of a dead daemon)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+            if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return str(staging).encode() in f.read().split(b"\0")
     except (FileNotFoundError, ProcessLookupError):
         return False
 

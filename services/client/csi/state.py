@@ -47,8 +47,8 @@ class StateDir:
     """The plugin's state directory: per-volume JSON files, staging mounts, logs."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.volumes = root / "volumes"
+        self.root = root.absolute()  # daemons are known by their absolute staging path
+        self.volumes = self.root / "volumes"
         self.volumes.mkdir(parents=True, exist_ok=True)
 
     def key(self, volume_id: str) -> str:

@@ -203,9 +203,9 @@ class Volumes:
         broken = _broken(volume)
         if broken:
             log.warning("volume=%s: %s: mounting %s again", volume.volume_id, broken, volume.source)
-            mounts.unmount(staging)
-            if volume.pid and mounts.process_alive(volume.pid):
+            if mounts.serves(volume.pid, staging):  # stuck: end it first
                 os.kill(volume.pid, signal.SIGKILL)
+            mounts.unmount(staging)
             try:
                 volume.pid = mounts.start_fuse(
                     volume.master, volume.source, staging, self.state.log(volume.volume_id)
@@ -227,12 +227,12 @@ class Volumes:
 def _broken(volume: Volume) -> str:
     """Why the volume's FUSE mount does not serve, or "" when it does."""
     staging = Path(volume.staging)
-    if not volume.pid or not mounts.process_alive(volume.pid):
+    if not mounts.serves(volume.pid, staging):
         return f"the FUSE process (pid {volume.pid}) is gone"
     if not mounts.is_mounted(staging):
         return f"{staging} is not mounted"
     if not mounts.answers(staging):
-        return f"{staging} does not answer (ENOTCONN)"
+        return f"{staging} does not answer (ENOTCONN, or stuck)"
     return ""
 
 
