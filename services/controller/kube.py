@@ -35,12 +35,18 @@ GONE = 410  # a watch's resourceVersion is too old: list again
 def api_client(kubeconfig: str | None, user_agent: str) -> k8s.ApiClient:
     """A client from `kubeconfig`, else the pod's service account, else ~/.kube/config."""
     configuration = k8s.Configuration()
-    if kubeconfig:
-        k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        k8s_config.load_incluster_config(client_configuration=configuration)
-    else:
-        k8s_config.load_kube_config(client_configuration=configuration)
+    try:
+        if kubeconfig:
+            k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        else:
+            k8s_config.load_kube_config(client_configuration=configuration)
+    except (k8s_config.ConfigException, OSError) as exc:
+        where = kubeconfig or "in-cluster or ~/.kube/config"
+        raise FailedPrecondition(
+            f"no usable Kubernetes configuration ({where}): {exc}; give --kubeconfig PATH"
+        ) from None
     api = k8s.ApiClient(configuration)
     api.user_agent = user_agent
     return api

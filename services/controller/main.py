@@ -91,11 +91,6 @@ class Redactor(logging.Filter):
         return True
 
 
-def _key(kind: str, obj: Obj) -> str:
-    m = obj.get("metadata") or {}
-    return f"{kind}:{m.get('namespace', '')}/{m.get('name', '')}"
-
-
 class Controller:
     def __init__(
         self, kube: Kube, client: Client, lease: LeaseConfig, redactor: Redactor | None = None

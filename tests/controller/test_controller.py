@@ -15,7 +15,7 @@ from reservoir.errors import NotFound
 from reservoir.v1 import master_pb2 as pb
 from tests.controller.apiserver import ApiServer
 from tests.controller.conftest import LEASE_DURATION_S, ControllerProcess
-from tests.fixtures.mesh import Mesh, wait_until
+from tests.fixtures.mesh import Mesh, run_cli, wait_until
 from tests.fixtures.s3 import MotoServer
 
 DATASETS = "apis/data.reservoir.dev/v1alpha1/datasets"
@@ -259,3 +259,10 @@ def test_the_controller_lists_again_when_its_watch_expires(
     )
     assert apiserver.lists[DATASETS] == 2  # listed again, once
     assert "Traceback" not in controller.output()
+
+
+def test_without_a_kubeconfig_the_controller_says_so_in_one_line(tmp_path: Path) -> None:
+    result = run_cli("controller", f"--kubeconfig={tmp_path / 'missing'}")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "no usable Kubernetes configuration" in result.stderr
