@@ -53,6 +53,8 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
         code, message = exc.code, str(exc)
         if isinstance(exc, NotLeader):  # empty while an election is under way
             trailer.append((LEADER_KEY, exc.leader or ""))
+    elif isinstance(exc, NotImplementedError):  # a generated servicer's default method
+        code, message = grpc.StatusCode.UNIMPLEMENTED, "this server does not implement the call"
     else:
         log.exception("internal error")
         code, message = grpc.StatusCode.INTERNAL, f"internal error: {exc!r}"

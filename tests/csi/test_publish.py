@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import grpc
 import pytest
 from csi.v1 import csi_pb2 as pb
 
@@ -117,3 +118,10 @@ def test_targets_share_one_fuse_process_that_ends_with_the_last(
     )
     assert not second.exists() and mounts_at(second) == 0
     wait_gone(pid, timeout=15)
+
+
+def test_other_controller_calls_are_unimplemented(plugin: Plugin) -> None:
+    with pytest.raises(grpc.RpcError) as failed:
+        plugin.controller.CreateVolume(pb.CreateVolumeRequest(name="v"))
+    assert failed.value.code() == grpc.StatusCode.UNIMPLEMENTED  # type: ignore[attr-defined]
+    assert failed.value.details()  # type: ignore[attr-defined]
