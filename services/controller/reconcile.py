@@ -9,8 +9,9 @@ every decision is here and testable without a cluster.
 A Dataset's life:
 1. no finalizer yet: add it first, so a delete can never leave a master dataset behind;
 2. unknown to the master: create it there (with options taken from Secrets by the
-   caller, never put in a plan), start a preload if asked; spec and master disagree
-   on the mount or block size: delete and create again;
+   caller, never put in a plan), start a preload if asked; its spec changed and now
+   disagrees with the master on the mount, options or block size: delete and create
+   again;
 3. known: sync it when its interval has passed; make its PersistentVolume and claim;
    copy the master's figures into the status;
 4. being deleted: delete it on the master, then the volume, then drop the finalizer.
@@ -342,7 +343,10 @@ def reconcile_dataset(
             ds, None, now, phase="Failed" if error else "Pending", message=error
         )
         return Plan(tuple(actions), status, WAIT_INTERVAL_S if error else 0)
-    if change := _differs(ds, master):
+    spec_changed = ds.status.get("observedGeneration") != ds.meta.generation
+    if spec_changed and (change := _differs(ds, master)):
+        # Only on a spec change: a difference the master keeps (its own normal form)
+        # must never become a loop of deleting and creating.
         actions += [DeleteDataset(ds.master_name), *_create(ds)]
         status = dataset_status(ds, master, now, phase="Pending", message=f"recreating: {change}")
         return Plan(tuple(actions), status, 0)

@@ -160,6 +160,10 @@ def test_a_changed_mount_recreates_and_sync_follows_the_interval() -> None:
     moved = r.reconcile_dataset(ds, on_master(mount="s3://bucket/old"), NOW)
     assert kinds(moved) == ["DeleteDataset", "CreateDataset"]
     assert moved.status and "mount changed" in moved.status["message"]
+    seen = Dataset.of(ds_obj(meta={"finalizers": [FINALIZER]}, status={"observedGeneration": 2}))
+    assert kinds(r.reconcile_dataset(seen, on_master(mount="s3://bucket/old"), NOW)) == [
+        "EnsureVolume"
+    ]  # no spec change since it was last seen: never a delete-create loop
     assert kinds(r.reconcile_dataset(ds, on_master(), NOW)) == ["EnsureVolume"]
     stale = on_master(synced_ms=MS - 121_000)
     assert kinds(r.reconcile_dataset(ds, stale, NOW)) == ["SyncDataset", "EnsureVolume"]
