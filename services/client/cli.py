@@ -121,6 +121,7 @@ def cmd_controller(args: argparse.Namespace) -> int:
         identity=args.identity or "",
         lease_namespace=args.lease_namespace or "",
         lease_duration_s=args.lease_duration,
+        health_listen=args.health_listen or "",
     )
     return serve(config)
 
@@ -425,6 +426,9 @@ def parser() -> argparse.ArgumentParser:
     )
     controller.add_argument(
         "--lease-duration", type=float, default=15.0, metavar="S", help="seconds (default 15)"
+    )
+    controller.add_argument(
+        "--health-listen", metavar="HOST:PORT", help="serve /healthz there (default: none)"
     )
 
     dataset = command("dataset", lambda a: None, "create, list, inspect, sync and delete datasets")

@@ -31,6 +31,7 @@ from urllib3.exceptions import HTTPError
 from reservoir.client import types
 from reservoir.client.client import Client
 from reservoir.controller import reconcile as r
+from reservoir.controller.health import Heartbeat, serve_health
 from reservoir.controller.kube import CONFLICT, GONE, Kube, Obj, api_client, status_of
 from reservoir.controller.lease import Elector, LeaseConfig
 from reservoir.controller.resources import (
@@ -59,6 +60,7 @@ class ControllerConfig:
     lease_namespace: str = ""  # default: POD_NAMESPACE, else --namespace, else "default"
     lease_name: str = "reservoir-controller"
     lease_duration_s: float = 15.0
+    health_listen: str = ""  # HOST:PORT for /healthz; "" serves none
 
 
 def default_identity() -> str:
@@ -101,6 +103,7 @@ class Controller:
         self.cache: dict[str, dict[str, Obj]] = {DATASETS: {}, DATALOADS: {}}
         self.redactor = redactor or Redactor()
         self.elector = Elector(kube, lease, on_elected=self._queue_all)
+        self.heartbeat = Heartbeat()
         self._lock = threading.Lock()
         self._errors: dict[str, str] = {}
         self._failures: dict[str, int] = {}
@@ -159,6 +162,7 @@ class Controller:
 
     def work(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            self.heartbeat.beat()
             key = self.queue.get(timeout=0.5)
             if key is None or not self.elector.is_leader():
                 continue  # on election every key is queued again
@@ -379,6 +383,16 @@ def serve(config: ControllerConfig) -> int:
     where = f"namespace {config.namespace}" if config.namespace else "all namespaces"
     log.info("controller %s: master %s, watching %s", identity, config.master, where)
     with Client(config.master) as client:
-        Controller(kube, client, lease, redactor).run(stop)
+        controller = Controller(kube, client, lease, redactor)
+        health = (
+            serve_health(config.health_listen, controller.heartbeat)
+            if config.health_listen
+            else None
+        )
+        try:
+            controller.run(stop)
+        finally:
+            if health:
+                health.shutdown()
     log.info("controller %s stopped", identity)
     return 0

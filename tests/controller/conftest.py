@@ -62,13 +62,15 @@ class ControllerProcess:
 @pytest.fixture
 def start_controller(
     apiserver: ApiServer, module_mesh: Mesh, tmp_path: Path
-) -> Iterator[Callable[[str], ControllerProcess]]:
-    """Start `reservoir controller --identity ID` against the stand-in and the mesh."""
+) -> Iterator[Callable[..., ControllerProcess]]:
+    """Start `reservoir controller --identity ID [EXTRA...]` against the stand-in and
+    the mesh."""
     kubeconfig = apiserver.kubeconfig(tmp_path / "kubeconfig")
     started: list[ControllerProcess] = []
 
-    def start(identity: str) -> ControllerProcess:
+    def start(identity: str, *extra: str) -> ControllerProcess:
         args = [
+            *extra,
             f"--kubeconfig={kubeconfig}",
             f"--master={module_mesh.address}",
             f"--identity={identity}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from reservoir.errors import NotFound
+from reservoir.processes import free_port
 from reservoir.v1 import master_pb2 as pb
 from tests.controller.apiserver import ApiServer
 from tests.controller.conftest import LEASE_DURATION_S, ControllerProcess
@@ -26,7 +28,7 @@ SECRETS = "api/v1/secrets"
 LEASES = "apis/coordination.k8s.io/v1/leases"
 FINALIZER = "data.reservoir.dev/master-dataset"
 
-Start = Callable[[str], ControllerProcess]
+Start = Callable[..., ControllerProcess]
 
 
 def dataset(name: str, uri: str, **spec: Any) -> dict[str, Any]:
@@ -60,7 +62,8 @@ def test_dataset_lifecycle_volume_and_load(
     root = tmp_path / "data"
     sizes = {"a.bin": 3 << 20, "dir/b.bin": 1 << 20, "dir/c.txt": 1000}
     files(root, sizes)
-    controller = start_controller("solo")
+    health = f"127.0.0.1:{free_port()}"
+    controller = start_controller("solo", f"--health-listen={health}")
     apiserver.create(DATASETS, "team-a", dataset("images", f"file://{root}", blockSize="1MiB"))
 
     wait_until(
@@ -130,6 +133,8 @@ def test_dataset_lifecycle_volume_and_load(
     assert apiserver.get(PVS, "", "reservoir-team-a-images") is None
     assert apiserver.get(PVCS, "team-a", "images") is None
     assert "Traceback" not in controller.output()
+    with urllib.request.urlopen(f"http://{health}/healthz", timeout=5) as answer:
+        assert answer.status == 200 and answer.read() == b"ok\n"
 
 
 def test_credentials_from_a_secret_reach_the_master_but_never_the_log(

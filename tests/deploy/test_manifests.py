@@ -151,6 +151,7 @@ def test_crds_have_status_and_the_printer_columns(base: list[Obj]) -> None:
 def test_etcd_masters_and_workers(base: list[Obj]) -> None:
     etcd = one(base, "StatefulSet", "etcd")
     assert etcd["spec"]["replicas"] == 3
+    assert one(base, "PodDisruptionBudget", "etcd")["spec"]["minAvailable"] == 2
     assert etcd["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
     master = one(base, "Deployment", "reservoir-master")
     assert master["spec"]["replicas"] == 2
@@ -198,6 +199,9 @@ def test_the_controller_has_least_privilege(base: list[Obj]) -> None:
     controller = one(base, "Deployment", "reservoir-controller")
     assert controller["spec"]["replicas"] == 2
     pod = controller["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "--health-listen=0.0.0.0:8081" in container["args"]
     assert pod["serviceAccountName"] == "reservoir-controller"
     assert pod["securityContext"]["runAsNonRoot"] is True
     binding = one(base, "ClusterRoleBinding", "reservoir-controller")
