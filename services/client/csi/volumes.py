@@ -126,6 +126,7 @@ class Volumes:
                     f"{volume.source} at {volume.master}: its other targets must be "
                     "unpublished before it can show something else"
                 )
+            await asyncio.to_thread(self._repair, volume)  # a dead mount binds nothing
             return volume
         await asyncio.to_thread(_check_dataset, request)
         volume = Volume(
