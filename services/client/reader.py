@@ -104,10 +104,9 @@ from reservoir.errors import (
     ReservoirError,
     Unavailable,
 )
-from reservoir.rpc import block_stream
+from reservoir.rpc.channels import WorkerChannels, shared_channels
 from reservoir.rpc.master_client import MasterClient
-from reservoir.rpc.server import CHANNEL_OPTIONS
-from reservoir.v1 import master_pb2, types_pb2, worker_pb2, worker_pb2_grpc
+from reservoir.v1 import master_pb2, types_pb2, worker_pb2
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -178,54 +177,6 @@ class ReaderConfig:
         for name in ("segment_size", "window", "threads", "random_min", "rpc_timeout"):
             if getattr(self, name) <= 0:
                 raise InvalidArgument(f"reader {name} must be positive")
-
-
-class _WorkerStub(worker_pb2_grpc.WorkerServiceStub):
-    """The generated stub, with ReadBlock yielding each message's data as a view."""
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        super().__init__(channel)
-        self.ReadBlock = block_stream.read_block(channel)
-
-
-class WorkerChannels:
-    """gRPC channels to workers, one per address, shared by every file of a process.
-
-    Channels are thread-safe and reconnect by themselves, so one per worker is all a
-    process needs. A forked child starts afresh: gRPC channels do not survive a fork
-    (data loaders fork their workers).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
-        self._channels: dict[str, grpc.Channel] = {}
-        self._stubs: dict[str, _WorkerStub] = {}
-
-    def stub(self, address: str) -> _WorkerStub:
-        with self._lock:
-            if self._pid != os.getpid():  # the parent's channels: never touch them here
-                self._pid, self._channels, self._stubs = os.getpid(), {}, {}
-            stub = self._stubs.get(address)
-            if stub is None:
-                channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-                self._channels[address] = channel
-                stub = self._stubs[address] = _WorkerStub(channel)
-            return stub
-
-    def close(self) -> None:
-        with self._lock:
-            channels, self._channels, self._stubs = self._channels, {}, {}
-        for channel in channels.values():
-            channel.close()
-
-
-_shared_channels = WorkerChannels()
-
-
-def shared_channels() -> WorkerChannels:
-    """The process's channels to workers."""
-    return _shared_channels
 
 
 @dataclass(frozen=True)

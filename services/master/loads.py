@@ -27,7 +27,7 @@ from reservoir.master.blocks import BlockMap
 from reservoir.master.datasets import Datasets
 from reservoir.master.election import Leadership
 from reservoir.meta.kv import KV
-from reservoir.rpc.channels import WorkerChannels
+from reservoir.rpc.channels import AsyncWorkerChannels
 from reservoir.v1 import master_pb2, types_pb2, worker_pb2
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class Loads:
         leadership: Leadership,
         datasets: Datasets,
         blocks: BlockMap,
-        channels: WorkerChannels,
+        channels: AsyncWorkerChannels,
     ) -> None:
         self._kv = kv
         self._leadership = leadership

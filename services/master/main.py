@@ -14,7 +14,7 @@ from reservoir.master.loads import Loads
 from reservoir.master.service import MasterServicer
 from reservoir.master.workers import WorkerRegistry
 from reservoir.meta import EtcdKV
-from reservoir.rpc.channels import WorkerChannels
+from reservoir.rpc.channels import AsyncWorkerChannels
 from reservoir.rpc.server import Service, start_server, wait_for_stop_signal
 from reservoir.rpc.telemetry import setup_tracing
 from reservoir.v1 import master_pb2, master_pb2_grpc
@@ -41,7 +41,7 @@ async def serve(config: MasterConfig) -> None:
     datasets = Datasets(kv, leadership)
     workers = WorkerRegistry(kv, leadership, config.worker_ttl)
     blocks = BlockMap(kv, leadership, datasets, workers)
-    channels = WorkerChannels()
+    channels = AsyncWorkerChannels()
     loads = Loads(kv, leadership, datasets, blocks, channels)
     servicer = MasterServicer(leadership, datasets, workers, blocks, loads)
     name = master_pb2.DESCRIPTOR.services_by_name["MasterService"].full_name

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 
 from reservoir.blocks import BlockId
 from reservoir.errors import InvalidArgument, NotFound, ReservoirError
 from reservoir.origin.base import changed_since_sync
-from reservoir.rpc.channels import WorkerChannels
+from reservoir.rpc.channels import AsyncWorkerChannels
 from reservoir.rpc.master_client import MasterClient
 from reservoir.v1 import master_pb2, worker_pb2
 from reservoir.worker.fill import Fill
@@ -49,16 +49,14 @@ class BlockCache:
         store: BlockStore,
         master: MasterClient,
         origins: Origins,
-        peers: WorkerChannels,
+        peers: AsyncWorkerChannels,
         address: str,
-        on_change: Callable[[], None],
     ) -> None:
         self.store = store
         self._master = master
         self._origins = origins
         self._peers = peers
         self._address = address
-        self._on_change = on_change
         self.flights: SingleFlight[BlockId, Fill] = SingleFlight()
         self.metrics = WorkerMetrics(store, lambda: len(self.flights))
         self._tasks: set[asyncio.Task[None]] = set()
@@ -150,8 +148,7 @@ class BlockCache:
             self.flights.land(block)
             return
         try:
-            if await self.store.put(block, fill.data()):
-                self._on_change()
+            await self.store.put(block, fill.data())
         finally:
             self.flights.land(block)
 
@@ -161,7 +158,7 @@ class BlockCache:
             block=block.to_proto(), offset=fill.filled, cached_only=True
         )
         try:
-            async for data in self._peers.read_block(peer)(request, timeout=PEER_TIMEOUT):
+            async for data in self._peers.stub(peer).ReadBlock(request, timeout=PEER_TIMEOUT):
                 await fill.write(data)
                 self.metrics.peer_bytes.inc(len(data))
         except grpc.aio.AioRpcError as exc:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reservoir.master.datasets import DEFAULT_BLOCK_SIZE
 from reservoir.rpc.block_stream import add_worker_service
-from reservoir.rpc.channels import WorkerChannels
+from reservoir.rpc.channels import AsyncWorkerChannels
 from reservoir.rpc.master_client import MasterClient
 from reservoir.rpc.server import Service, start_server, wait_for_stop_signal
 from reservoir.rpc.telemetry import setup_tracing
@@ -71,7 +71,7 @@ async def serve(config: WorkerConfig) -> None:
     await store.open()
     master = MasterClient(config.master)
     origins = Origins(master)
-    peers = WorkerChannels()
+    peers = AsyncWorkerChannels()
 
     def tiers() -> list[types_pb2.TierUsage]:
         return [
@@ -80,7 +80,8 @@ async def serve(config: WorkerConfig) -> None:
         ]
 
     membership = Membership(master, identity, address, store, origins, tiers)
-    cache = BlockCache(store, master, origins, peers, address, membership.notify)
+    store.on_change = membership.notify
+    cache = BlockCache(store, master, origins, peers, address)
     host, port = metrics_address(config)
     cache.metrics.serve(host, port)
     name = worker_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name

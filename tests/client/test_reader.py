@@ -17,9 +17,10 @@ import grpc
 import pytest
 
 from reservoir.client import Client, cli
-from reservoir.client.reader import ReaderConfig, ReservoirFile, WorkerChannels
+from reservoir.client.reader import ReaderConfig, ReservoirFile
 from reservoir.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from reservoir.processes import free_port
+from reservoir.rpc.channels import WorkerChannels
 from tests.client.doubles import Fault, Mesh
 
 KiB = 1024
