@@ -13,7 +13,7 @@ from reservoir.errors import FailedPrecondition, NotFound
 from reservoir.master import keys
 from reservoir.master.datasets import Datasets
 from reservoir.master.election import Leadership
-from reservoir.master.placement import Candidate, rank
+from reservoir.master.placement import Candidate, RecentFillers, rank
 from reservoir.master.workers import WorkerRegistry
 from reservoir.meta.kv import KV, LeaseExpired
 from reservoir.v1 import master_pb2, types_pb2
@@ -35,6 +35,7 @@ class BlockMap:
         self._leadership = leadership
         self._datasets = datasets
         self._workers = workers
+        self._fillers = RecentFillers()
 
     async def locations(
         self, dataset: str, path: str
@@ -58,13 +59,18 @@ class BlockMap:
         for index in range(block_count(info.size, ds.block_size)):
             offset, length = block_span(index, ds.block_size, info.size)
             name = BlockId(dataset, info.path, info.version, index).name
+            fillers = [c.address for c in rank(name, candidates)]
+            if index in holders:
+                self._fillers.forget(name)
+            else:
+                fillers = self._fillers.order(name, fillers)
             blocks.append(
                 master_pb2.BlockLocation(
                     index=index,
                     offset=offset,
                     length=length,
                     holders=sorted(holders.get(index, [])),
-                    fillers=[c.address for c in rank(name, candidates)],
+                    fillers=fillers,
                 )
             )
         return info, ds.block_size, blocks

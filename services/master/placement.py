@@ -10,13 +10,16 @@ makes rendezvous hashing better than modulo placement).
 
 Weights follow free capacity, rounded down to a power of two: a worker with twice
 the free space takes about twice the new blocks, and the rounding keeps placement
-stable while free space drifts a little with every block cached.
+stable while free space drifts a little with every block cached. Where it crosses a
+power of two, `RecentFillers` keeps the answer for a block whose fill is under way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,3 +49,35 @@ def _score(block_name: str, candidate: Candidate) -> float:
 def rank(block_name: str, candidates: Sequence[Candidate]) -> list[Candidate]:
     """`candidates`, the one that should fill `block_name` first."""
     return sorted(candidates, key=lambda c: _score(block_name, c), reverse=True)
+
+
+class RecentFillers:
+    """The filler first named for each cold block, for `seconds`.
+
+    Weights drift as workers fill up (a worker whose free space was exactly a power of
+    two drops a class with its first block), and a block is reported only after its
+    fill. Readers that arrive in between must still be sent to the worker already
+    filling it, or a second worker reads the same bytes from the origin.
+    """
+
+    def __init__(self, seconds: float = 60.0, size: int = 100_000) -> None:
+        self._seconds = seconds
+        self._size = size
+        self._chosen: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def order(self, block_name: str, ranked: list[str]) -> list[str]:
+        """`ranked` (addresses, best first) with this block's earlier choice first."""
+        now = time.monotonic()
+        earlier = self._chosen.get(block_name)
+        if earlier and earlier[1] > now and earlier[0] in ranked:
+            return [earlier[0], *(a for a in ranked if a != earlier[0])]
+        if ranked:
+            self._chosen[block_name] = (ranked[0], now + self._seconds)
+            self._chosen.move_to_end(block_name)
+            while len(self._chosen) > self._size:
+                self._chosen.popitem(last=False)
+        return ranked
+
+    def forget(self, block_name: str) -> None:
+        """The block is held somewhere now: its holders answer for it."""
+        self._chosen.pop(block_name, None)

@@ -24,8 +24,10 @@ Design note
 - Faults. A corrupt or unreadable block file is deleted and reported as a miss, never
   served (format and checks: `disk_tier`). A failed disk write (a full disk...) keeps
   the memory copy; `put` answers False only when no tier holds the block.
-- Changes. `drain_changes` gives the net change in held blocks since the last drain,
-  for incremental reports to the master; `held` gives the whole set, for a full report
+- Changes. `on_change` is called as soon as a block becomes held or stops being held
+  (a block is held once in memory, before its disk write ends), and `drain_changes`
+  gives the net change in held blocks since the last drain, for incremental reports
+  to the master; `held` gives the whole set, for a full report
   after (re)registration.
 """
 
@@ -36,7 +38,7 @@ import contextlib
 import logging
 import os
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Container, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Container, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +139,8 @@ class BlockStore:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._writer = ThreadPoolExecutor(1, "disk-writer", initializer=_lower_priority)
         self.counters = StoreCounters()
+        # Called when the set of held blocks changes (the worker reports it soon).
+        self.on_change: Callable[[], None] = lambda: None
 
     async def open(self) -> None:
         """Rebuild the disk index from the block files' headers."""
@@ -346,6 +350,8 @@ class BlockStore:
     def _changed(self, block: BlockId, was_held: bool) -> None:
         """Record a change of `block`'s held state as a net change since the last drain."""
         now_held = self.contains(block)
+        if now_held != was_held:
+            self.on_change()
         if now_held and not was_held:
             if block in self._removed:
                 self._removed.discard(block)

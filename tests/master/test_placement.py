@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from reservoir.master.placement import Candidate, rank
+from reservoir.master.placement import Candidate, RecentFillers, rank
 
 GiB = 1024**3
 BLOCKS = [f"ds-file-{i}" for i in range(4000)]
@@ -46,3 +46,28 @@ def test_small_changes_in_free_space_do_not_move_blocks() -> None:
         [Candidate("a", "a", 9 * GiB - 64 * 2**20), Candidate("b", "b", 10 * GiB + 2**20)]
     )
     assert before == after
+
+
+def test_a_fill_under_way_keeps_its_worker_when_weights_cross_a_power_of_two() -> None:
+    # Both start with exactly 8 GiB free; "a" caches its first block and drops a class.
+    start = [Candidate("a", "a", 8 * GiB), Candidate("b", "b", 8 * GiB)]
+    later = [Candidate("a", "a", 8 * GiB - 64 * 2**20), Candidate("b", "b", 8 * GiB)]
+    flipped = [b for b in BLOCKS if rank(b, start)[0] != rank(b, later)[0]]
+    assert flipped, "the drift this guards against happens"
+    fillers = RecentFillers()
+    for block in flipped:
+        first = fillers.order(block, [c.address for c in rank(block, start)])
+        again = fillers.order(block, [c.address for c in rank(block, later)])
+        assert again[0] == first[0] and sorted(again) == ["a", "b"]
+
+
+def test_a_remembered_filler_gives_way_when_it_leaves_expires_or_the_block_is_held() -> None:
+    fillers = RecentFillers(seconds=60)
+    assert fillers.order("blk", ["a", "b"]) == ["a", "b"]
+    assert fillers.order("blk", ["b", "a"]) == ["a", "b"]
+    assert fillers.order("blk", ["b", "c"]) == ["b", "c"], "a left: the ranking decides"
+    fillers.forget("blk")
+    assert fillers.order("blk", ["c", "b"]) == ["c", "b"]
+    expired = RecentFillers(seconds=0)
+    expired.order("blk", ["a", "b"])
+    assert expired.order("blk", ["b", "a"]) == ["b", "a"]
