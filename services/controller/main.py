@@ -42,7 +42,7 @@ from reservoir.controller.resources import (
     Dataset,
 )
 from reservoir.controller.workqueue import WorkQueue
-from reservoir.errors import AlreadyExists, NotFound, ReservoirError
+from reservoir.errors import AlreadyExists, NotFound, ReservoirError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class Controller:
                 job = self._job(load.status.get("jobId", ""))
                 plan = r.reconcile_load(load, dataset, job, now, error=error)
         except ReservoirError as exc:  # a spec the schema let through, the master down
-            self._fail(key, plural, obj, str(exc))
+            self._fail(key, plural, obj, exc)
             return
 
         fragments: dict[str, Any] = {}
@@ -214,7 +214,7 @@ class Controller:
             if status_of(exc) == CONFLICT:  # our copy was stale: the watch brings the new one
                 self.queue.put(key, CONFLICT_RETRY_S)
                 return
-            self._fail(key, plural, obj, _reason(exc))
+            self._fail(key, plural, obj, exc)
             return
         if self._errors.pop(key, None) is not None:
             log.info("%s: recovered", key)
@@ -238,21 +238,27 @@ class Controller:
         elif plan.requeue_after is not None:
             self.queue.put(key, plan.requeue_after)
 
-    def _fail(self, key: str, plural: str, obj: Obj, reason: str) -> None:
-        reason = self.redactor.redact(reason)
+    def _fail(self, key: str, plural: str, obj: Obj, exc: BaseException) -> None:
+        """Show why in the status and retry later. The master out of reach is
+        transient: the phase stays; anything else makes the resource Failed, and the
+        next attempt plans with the error so that the status keeps saying why."""
+        reason = self.redactor.redact(_reason(exc))
+        transient = isinstance(exc, Unavailable)
         delay = self._backoff(key)
         log.warning("%s: %s (retry in %.0f s)", key, reason, delay)
-        self._errors[key] = reason
+        if not transient:
+            self._errors[key] = reason
         self.queue.put(key, delay)
-        # Say so in the status at once; the next attempt plans with the error.
         status = dict(obj.get("status") or {})
-        if status.get("phase") != "Deleting":
+        if transient:
+            status.setdefault("phase", "Pending")
+        elif status.get("phase") != "Deleting":
             status["phase"] = "Failed"
         status["message"] = reason
         try:
             self._write_status(plural, obj, status)
-        except (ApiException, HTTPError, OSError) as exc:
-            log.warning("%s: writing status: %s", key, exc)
+        except (ApiException, HTTPError, OSError) as write_error:
+            log.warning("%s: writing status: %s", key, write_error)
 
     def _write_status(self, plural: str, obj: Obj, status: dict[str, Any]) -> None:
         if "message" in status:

@@ -70,12 +70,12 @@ def start_controller(
 
     def start(identity: str, *extra: str) -> ControllerProcess:
         args = [
-            *extra,
             f"--kubeconfig={kubeconfig}",
             f"--master={module_mesh.address}",
             f"--identity={identity}",
             "--lease-namespace=reservoir",
             f"--lease-duration={LEASE_DURATION_S}",
+            *extra,  # last: they override the above
         ]
         controller = ControllerProcess(args, tmp_path / f"controller-{identity}.log")
         started.append(controller)

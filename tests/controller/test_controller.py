@@ -271,3 +271,21 @@ def test_without_a_kubeconfig_the_controller_says_so_in_one_line(tmp_path: Path)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "no usable Kubernetes configuration" in result.stderr
+
+
+def test_an_unreachable_master_is_reported_without_failing_the_dataset(
+    apiserver: ApiServer, start_controller: Start, tmp_path: Path
+) -> None:
+    nobody = f"127.0.0.1:{free_port()}"
+    controller = start_controller("cut-off", f"--master={nobody}")
+    apiserver.create(DATASETS, "team-d", dataset("waiting", f"file://{tmp_path}"))
+    wait_until(
+        lambda: (
+            "cannot reach the master"
+            in status(apiserver, DATASETS, "team-d", "waiting").get("message", "")
+        ),
+        30,
+        f"the status to say the master is out of reach:\n{controller.output()}",
+    )
+    assert status(apiserver, DATASETS, "team-d", "waiting")["phase"] == "Pending"
+    controller.kill()  # not SIGTERM: it would finish the master call it is retrying first
