@@ -150,6 +150,8 @@ class Volumes:
 
     async def _bind(self, volume: Volume, request: Publish, known: bool) -> None:
         target = str(request.target)
+        if known and await asyncio.to_thread(mounts.is_mounted, request.target):
+            return  # bound again by the repair of its volume
         try:
             created = await asyncio.to_thread(_make_dir, request.target)
             await asyncio.to_thread(mounts.bind_read_only, Path(volume.staging), request.target)
