@@ -2,8 +2,9 @@
 dataset (a local directory: `dirs` directories of equal share, 1 byte each; the
 under-storage plays no part, the master answers from its metadata).
 
-Each of 1 and 4 client processes (readers.py kinds stat, ls, health) makes `ops`
-calls: stat of a random file, ls of a random directory. The baseline, in the same
+1 and 4 client processes (readers.py kinds stat, ls, health) make calls for
+`seconds` each (a time, not a count: a slow master must not stretch the run): stat
+of a random file, ls of a random directory. The baseline, in the same
 run against the same master: grpc.health.v1 Check, the cheapest call it answers
 (gRPC and Python's floor for a round trip).
 """
@@ -19,7 +20,7 @@ from storm import Setup
 CLIENTS = (1, 4)
 
 
-def run(setup: Setup, files: int, ops: int, runs: int, say: Any) -> dict[str, Any]:
+def run(setup: Setup, files: int, seconds: float, runs: int, say: Any) -> dict[str, Any]:
     root = setup.work / "meta"
     dirs = max(1, files // 100)
     names: list[str] = []
@@ -36,7 +37,7 @@ def run(setup: Setup, files: int, ops: int, runs: int, say: Any) -> dict[str, An
     if info.file_count != files:
         raise RuntimeError(f"the metadata dataset lists {info.file_count} files of {files}")
     say(f"  metadata: dataset of {files} files created in {created:.1f} s")
-    base = {"master": setup.master, "dataset": "meta", "files": names, "ops": ops,
+    base = {"master": setup.master, "dataset": "meta", "files": names, "seconds": seconds,
             "dirs": sorted({n.rsplit("/", 1)[0] for n in names})}  # fmt: skip
     rates: dict[str, list[float]] = {
         f"{k}_{c}": [] for k in ("stat", "ls", "health") for c in CLIENTS
@@ -45,7 +46,7 @@ def run(setup: Setup, files: int, ops: int, runs: int, say: Any) -> dict[str, An
         for clients in CLIENTS:
             for kind in ("stat", "ls", "health"):
                 storm = harness.run_readers({**base, "kind": kind}, clients)
-                rates[f"{kind}_{clients}"].append(clients * ops / storm.last)
+                rates[f"{kind}_{clients}"].append(sum(r["ops"] for r in storm.results) / storm.last)
     say("  metadata: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()))
     out: dict[str, Any] = {k: harness.Figure(tuple(v)).as_json() for k, v in rates.items()}
     out["files"] = files

@@ -18,9 +18,10 @@ Kinds (spec["kind"]):
 - library: `reservoir.client` open + readinto of an 8 MiB buffer to the end;
 - path: open + readinto of a file (a FUSE mount, or a local copy); `drop` first
   drops the file's pages from the kernel's page cache (posix_fadvise DONTNEED);
-- bare: the bare grpcio stream (bench/bare_stream_server.py), one call per block;
-- stat, ls, health: `ops` metadata calls to the master (health: grpc.health.v1
-  Check, the cheapest call the same server answers: the floor).
+- bare: the bare grpcio stream (bench/bare_stream_server.py), one call per block,
+  block i from server i mod the number of servers (one per worker);
+- stat, ls, health: metadata calls to the master for `seconds` (health:
+  grpc.health.v1 Check, the cheapest call the same server answers: the floor).
 """
 
 from __future__ import annotations
@@ -96,21 +97,24 @@ def read_bare(spec: dict[str, Any], sha: Any) -> int:
     from reservoir.v1 import types_pb2, worker_pb2, worker_pb2_grpc
 
     total = 0
-    with grpc.insecure_channel(spec["address"], options=CHANNEL_OPTIONS) as channel:
-        stub = worker_pb2_grpc.WorkerServiceStub(channel)
-        buffer = bytearray(BUFFER)
-        for index in range(-(-spec["size"] // spec["block"])):
-            key = types_pb2.BlockKey(dataset="bare", path="file", index=index)
-            for message in stub.ReadBlock(worker_pb2.ReadBlockRequest(block=key)):
-                n = len(message.data)
-                buffer[:n] = message.data  # land it in the caller's buffer, as readinto does
-                sha.update(memoryview(buffer)[:n])
-                total += n
+    channels = [grpc.insecure_channel(a, options=CHANNEL_OPTIONS) for a in spec["addresses"]]
+    stubs = [worker_pb2_grpc.WorkerServiceStub(channel) for channel in channels]
+    buffer = bytearray(BUFFER)
+    for index in range(-(-spec["size"] // spec["block"])):
+        key = types_pb2.BlockKey(dataset="bare", path="file", index=index)
+        stub = stubs[index % len(stubs)]  # blocks spread over the servers, as over workers
+        for message in stub.ReadBlock(worker_pb2.ReadBlockRequest(block=key)):
+            n = len(message.data)
+            buffer[:n] = message.data  # land it in the caller's buffer, as readinto does
+            sha.update(memoryview(buffer)[:n])
+            total += n
+    for channel in channels:
+        channel.close()
     return total
 
 
 def metadata(spec: dict[str, Any], ready: Callable[[], None]) -> int:
-    """`ops` calls of `kind`, after `ready()` (the release); returns the count."""
+    """Calls of `kind` for `seconds` after `ready()` (the release); their count."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -123,14 +127,16 @@ def metadata(spec: dict[str, Any], ready: Callable[[], None]) -> int:
     health = health_pb2_grpc.HealthStub(channel)
     health.Check(health_pb2.HealthCheckRequest())
     ready()
-    for _ in range(spec["ops"]):
+    ops, stop_at = 0, time.monotonic() + spec["seconds"]
+    while time.monotonic() < stop_at:
         if spec["kind"] == "stat":
             client.stat(spec["dataset"], rng.choice(spec["files"]))
         elif spec["kind"] == "ls":
             client.ls(spec["dataset"], rng.choice(spec["dirs"]))
         else:
             health.Check(health_pb2.HealthCheckRequest())
-    return spec["ops"]
+        ops += 1
+    return ops
 
 
 class NoDigest:

@@ -53,11 +53,12 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "N readers released together, each reads the whole file. Seconds until the first "
         "and the last reader hold it; origin bytes = what the origin's veth sent "
-        "(bodies + headers + framing) / file size; speedup = direct / Reservoir, time to "
-        "the last reader.",
+        "(bodies + headers + framing) / file size; delivered = N x file size / time to the "
+        "last reader; speedup = direct / Reservoir, time to the last reader.",
         "",
-        "| N | arm | first reader s | last reader s | origin bytes / file | speedup | target |",
-        "|---|---|---|---|---|---|---|",
+        "| N | arm | first reader s | last reader s | delivered GB/s | origin bytes / file "
+        "| speedup | target |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n, arms in r["storm"].items():
         n_int = int(n)
@@ -74,7 +75,8 @@ def markdown(r: dict[str, Any]) -> str:
             speedup = f"{a['speedup']:.1f}x" if "speedup" in a else "1 (baseline)"
             lines.append(
                 f"| {n} | {arm} | {show(a['first_s'])} | {show(a['last_s'])} | "
-                f"{show(a['origin_ratio'], 3)} | {speedup} | {target} |"
+                f"{show(a['delivered_gbps'])} | {show(a['origin_ratio'], 3)} | {speedup} | "
+                f"{target} |"
             )
     w = r["warm"]
     lines += [

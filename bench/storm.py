@@ -151,11 +151,12 @@ def run(setup: Setup, ns: list[int], runs_for: dict[int, int], say: Any) -> dict
                 samples[arm].append(result)
                 say(f"  storm N={n} run {rep + 1} {arm}: last reader {result['last_s']:.2f} s, "
                     f"origin {result['origin_ratio']:.3f} x file")  # fmt: skip
-        out[str(n)] = summarize(samples)
+        out[str(n)] = summarize(samples, n * setup.size)
     return out
 
 
-def summarize(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def summarize(samples: dict[str, list[dict[str, Any]]], delivered: int) -> dict[str, Any]:
+    """Figures per arm; `delivered`: the bytes all readers of one run hold at the end."""
     arms: dict[str, Any] = {}
     for arm, results in samples.items():
         arms[arm] = {
@@ -164,6 +165,11 @@ def summarize(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         }
         counted = [r["reservoir_counted_origin_bytes"] for r in results]
         arms[arm]["reservoir_counted_origin_bytes"] = counted if counted[0] is not None else None
+        # Bytes handed to all readers per second until the last one is done: at large N,
+        # Reservoir's fan-out (the workers' streams and the readers on these cores).
+        arms[arm]["delivered_gbps"] = harness.gbps(
+            delivered, [r["last_s"] for r in results]
+        ).as_json()
         arms[arm]["runs"] = len(results)
         arms[arm]["readers_checked"] = sum(r["readers_checked"] for r in results)
     direct_last = arms["direct"]["last_s"]["median"]

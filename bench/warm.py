@@ -7,7 +7,8 @@ until the last one is done):
 - library: `reservoir.client`;
 - bare: a bare grpcio stream of the same bytes (bare_stream_server.py: WorkerService.
   ReadBlock from memory in 1 MiB messages over grpc.aio, read by a synchronous stub,
-  one call per block) -- the ceiling for the library;
+  one call per block), from as many server processes as there are workers, block i
+  from server i mod that number -- the ceiling for the library;
 - fuse first: through a `reservoir mount`, with the file's pages dropped from the
   kernel's page cache first (posix_fadvise DONTNEED): every byte crosses FUSE;
 - fuse second: the same again without the drop: the kernel's page cache (keep_cache);
@@ -28,7 +29,10 @@ READERS = (1, 4)
 
 def run(setup: Setup, stack: ExitStack, runs: int, say: Any) -> dict[str, Any]:
     local = setup.work / setup.name
-    bare = harness.start_bare_server(stack, setup.work, local, setup.block)
+    workers = len(setup.client.workers())
+    bare = [
+        harness.start_bare_server(stack, setup.work, local, setup.block) for _ in range(workers)
+    ]
     dataset = setup.dataset("warm")
     lib = {"kind": "library", "master": setup.master, "dataset": dataset, "path": setup.name}
     harness.run_readers({**lib, "size": setup.size}, 1, setup.sha)  # the cold fill, checked
@@ -37,7 +41,7 @@ def run(setup: Setup, stack: ExitStack, runs: int, say: Any) -> dict[str, Any]:
         on_mount = str(mountpoint / setup.name)
         specs = {
             "library": lib,
-            "bare": {"kind": "bare", "address": bare, "block": setup.block},
+            "bare": {"kind": "bare", "addresses": bare, "block": setup.block},
             "fuse_first": {"kind": "path", "path": on_mount, "drop": True},
             "fuse_second": {"kind": "path", "path": on_mount},
             "local_page_cache": {"kind": "path", "path": str(local)},
