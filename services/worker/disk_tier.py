@@ -2,7 +2,7 @@
 
 Design note
 -----------
-Format version 1. One file per block, at
+Format version 2. One file per block, at
 `<cache_dir>/blocks/<hh>/<block.name>.blk`, where `hh` is the first two hex digits of
 sha256(block.name): 256 directories keep each one small even at a million blocks.
 
@@ -11,7 +11,14 @@ sha256(block.name): 256 directories keep each one small even at a million blocks
     offset 6       u32, big-endian          header length H
     offset 10      H bytes, UTF-8 JSON      {"dataset", "path", "version", "index",
                                              "length", "sha256"}
-    offset 10 + H  `length` bytes           the block's data
+    then           zero bytes up to D, the next multiple of 4096 (ALIGN)
+    offset D       `length` bytes           the block's data
+
+- Data starts on a page boundary so that a block in page-aligned memory (a fill's
+  buffer) is written with O_DIRECT: no copy into the page cache (measured 17-86 ms of
+  CPU per 64 MiB buffered, 3 ms direct), and no second copy in memory of a block the
+  memory tier holds already. File systems that refuse O_DIRECT (tmpfs) get ordinary
+  writes.
 
 - Reading back checks the magic, the format version, that the header names the block
   asked for, the length, and the sha256 of the data. Any mismatch, short file or I/O
@@ -31,9 +38,11 @@ sha256(block.name): 256 directories keep each one small even at a million blocks
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
+import mmap
 import os
 import secrets
 import struct
@@ -49,7 +58,8 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 MAGIC = b"RSVB"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+ALIGN = 4096  # where data starts, and O_DIRECT's unit of size, offset and address
 _PREFIX = struct.Struct(">4sHI")  # magic, format version, header length
 # A header holds a dataset name, a path (at most 4 KiB on common file systems) and a
 # version string; a longer "header" is garbage, and must not make us allocate it.
@@ -105,17 +115,21 @@ def encode_header(block: BlockId, data: BlockData) -> bytes:
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     header = json.dumps(fields, separators=(",", ":")).encode()
-    return _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header
+    header = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header
+    return header + bytes(-len(header) % ALIGN)
 
 
 def write(path: Path, block: BlockId, data: BlockData) -> None:
     """Write `block` atomically at `path`; OSError (a full disk...) leaves no temp file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    header = encode_header(block, data)
     try:
-        with open(tmp, "xb") as f:
-            f.write(encode_header(block, data))
-            f.write(data)
+        # An mmap starts on a page boundary; bytes may start anywhere.
+        if not (isinstance(data, mmap.mmap) and _write_direct(tmp, header, data)):
+            with open(tmp, "xb") as f:
+                f.write(header)
+                f.write(data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):  # cleanup must not hide the failure
@@ -123,11 +137,48 @@ def write(path: Path, block: BlockId, data: BlockData) -> None:
         raise
 
 
+def _write_direct(tmp: Path, header: bytes, data: mmap.mmap) -> bool:
+    """Write `tmp` with O_DIRECT; False, leaving no file, where that is refused."""
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            return False
+        raise
+    try:
+        whole = len(data) - len(data) % ALIGN
+        # The header and the data's last partial page go through aligned scratch pages.
+        with mmap.mmap(-1, len(header) + ALIGN) as scratch, memoryview(data) as view:
+            scratch[: len(header)] = header
+            tail = view[whole:]
+            scratch[len(header) : len(header) + len(tail)] = tail
+            _write_all(fd, memoryview(scratch)[: len(header)])
+            _write_all(fd, view[:whole])
+            if tail:
+                _write_all(fd, memoryview(scratch)[len(header) :])
+                os.ftruncate(fd, len(header) + len(data))
+    except OSError as exc:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        if exc.errno == errno.EINVAL:
+            return False
+        raise
+    os.close(fd)
+    return True
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    with view:
+        while view:
+            view = view[os.write(fd, view) :]
+
+
 def read(path: Path, block: BlockId) -> bytes:
     """The verified data of `block`, and its mtime bumped; CorruptBlock otherwise."""
     try:
         with open(path, "rb") as f:
             header = _read_header(f)
+            f.seek(header.data_offset)
             # One byte more than announced, to notice trailing garbage.
             data = f.read(header.length + 1)
         os.utime(path)
@@ -214,7 +265,7 @@ def _read_header(f: BinaryIO) -> Header:
         raise CorruptBlock(f"bad header: {exc!r}") from exc
     if length < 0 or block.index < 0:
         raise CorruptBlock("negative length or index in the header")
-    return Header(block, length, sha256, _PREFIX.size + size)
+    return Header(block, length, sha256, -(-(_PREFIX.size + size) // ALIGN) * ALIGN)
 
 
 def _typed(value: object, kind: type[_T]) -> _T:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import logging
+import mmap
 import os
 import random
 import shutil
@@ -86,8 +88,51 @@ def test_file_layout_is_the_documented_format(tmp_path: Path) -> None:
     raw = path.read_bytes()
     magic, version, header_len = struct.unpack(">4sHI", raw[:10])
     assert (magic, version) == (b"RSVB", disk_tier.FORMAT_VERSION)
-    assert raw[10 + header_len :] == payload(0)
+    data_at = -(-(10 + header_len) // 4096) * 4096  # the next page boundary
+    assert raw[10 + header_len : data_at] == bytes(data_at - 10 - header_len)
+    assert raw[data_at:] == payload(0)
     assert hashlib.sha256(payload(0)).hexdigest().encode() in raw[10 : 10 + header_len]
+
+
+def resident_pages(path: Path) -> list[bool]:
+    """Which pages of `path` are in the page cache (mincore(2) of a private mapping,
+    which faults nothing in)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    with open(path, "rb") as f:
+        m = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    pages = -(-len(m) // mmap.PAGESIZE)
+    vector = ctypes.create_string_buffer(pages)
+    mapped = (ctypes.c_char * len(m)).from_buffer(m)
+    try:
+        assert libc.mincore(ctypes.addressof(mapped), len(m), vector) == 0, ctypes.get_errno()
+    finally:
+        del mapped
+        m.close()
+    return [bool(byte & 1) for byte in vector.raw]
+
+
+@pytest.mark.parametrize("size", [1, 4096, 3 * 4096 + 5, 2 * 1024 * 1024 + 1])
+@pytest.mark.parametrize("where", ["disk", "tmpfs"])
+def test_page_aligned_blocks_are_written_direct_and_read_back(
+    tmp_path: Path, size: int, where: str
+) -> None:
+    # A fill's buffer is an mmap: written with O_DIRECT on a disk, and with ordinary
+    # writes on tmpfs, which refuses O_DIRECT. Either way the same file comes back.
+    root = tmp_path if where == "disk" else Path("/dev/shm") / tmp_path.name
+    try:
+        data = random.Random(size).randbytes(size)
+        buffer = mmap.mmap(-1, size)
+        buffer[:] = data
+        path = disk_tier.block_path(root, blk(0))
+        disk_tier.write(path, blk(0), buffer)
+        if where == "disk":  # past the header page, nothing went into the page cache
+            assert resident_pages(path)[1:] == [False] * -(-size // 4096)
+        assert disk_tier.read(path, blk(0)) == data
+        assert path.stat().st_size == 4096 + size
+        assert [f.length for f in disk_tier.scan(root).found] == [size]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_memory_eviction_keeps_the_disk_copy(tmp_path: Path) -> None:
