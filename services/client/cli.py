@@ -22,6 +22,7 @@ from reservoir.client.client import Client, default_master
 from reservoir.client.reader import ReservoirFile
 from reservoir.errors import InvalidArgument, ReservoirError
 from reservoir.processes import tune_allocator
+from reservoir.rpc.health import is_serving
 from reservoir.rpc.telemetry import setup_tracing
 from reservoir.units import format_size, parse_size
 
@@ -262,6 +263,13 @@ def cmd_workers(args: argparse.Namespace) -> None:
     _print(args, items, lambda: output.workers(items))
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    if is_serving(args.address, timeout=args.timeout):
+        return 0
+    print(f"reservoir: {args.address} is not serving (grpc.health.v1)", file=sys.stderr)
+    return 1
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     name, path = paths.split_target(args.target)
     with _client(args) as client:
@@ -479,6 +487,11 @@ def parser() -> argparse.ArgumentParser:
         "id", metavar="ID"
     )
     command("workers", cmd_workers, "list live workers and their tiers")
+    health = command(
+        "health", cmd_health, "exit 0 if a server answers SERVING (grpc.health.v1): for probes"
+    )
+    health.add_argument("address", metavar="HOST:PORT|unix:///PATH", help="any Reservoir server")
+    health.add_argument("--timeout", type=float, default=3.0, metavar="S", help="default 3")
     mount = command(
         "mount",
         cmd_mount,

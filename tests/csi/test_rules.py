@@ -207,8 +207,15 @@ def test_probe_fails_when_the_master_is_unreachable(tmp_path: Path) -> None:
         request = publish_request(tmp_path / "t")
         code, _ = status(lambda: lonely.node.NodePublishVolume(request, timeout=60))
         assert code == grpc.StatusCode.UNAVAILABLE
+        # The liveness check (deploy/) stays green meanwhile: restarting the plugin's
+        # container would kill its FUSE processes and fix nothing.
+        health = run_cli("health", f"unix://{lonely.socket}")
+        assert health.returncode == 0, health.stderr
     finally:
         assert lonely.stop() == 0, lonely.output()
+    health = run_cli("health", f"unix://{lonely.socket}", "--timeout", "1")
+    assert health.returncode == 1
+    assert health.stderr.count("\n") == 1 and "not serving" in health.stderr, health.stderr
 
 
 def test_an_endpoint_that_is_not_a_unix_socket_is_bad_usage() -> None:

@@ -173,12 +173,17 @@ def test_the_csi_node_plugin_and_driver(base: list[Obj]) -> None:
     assert driver["spec"]["podInfoOnMount"] is True
     node = one(base, "DaemonSet", "reservoir-csi-node")
     by_name = {c["name"]: c for c in containers(node)}
-    assert set(by_name) == {"csi", "node-driver-registrar", "liveness-probe"}
+    assert set(by_name) == {"csi", "node-driver-registrar"}
     csi = by_name["csi"]
     assert csi["securityContext"]["privileged"] is True
     kubelet = next(m for m in csi["volumeMounts"] if m["mountPath"] == "/var/lib/kubelet")
     assert kubelet["mountPropagation"] == "Bidirectional"
-    assert csi["livenessProbe"]["httpGet"]["port"] == "healthz"
+    # grpc.health.v1 on the socket, not CSI Probe (which fails while the master is away).
+    assert csi["livenessProbe"]["exec"]["command"] == [
+        "reservoir",
+        "health",
+        "unix:///csi/csi.sock",
+    ]
     assert "--endpoint=unix:///csi/csi.sock" in csi["args"]
     assert "--node-id=$(NODE_NAME)" in csi["args"]
     registrar = by_name["node-driver-registrar"]["args"]
@@ -241,7 +246,8 @@ def test_the_service_monitor_finds_the_workers_metrics(base: list[Obj]) -> None:
 
 def test_one_image_for_every_service() -> None:
     dockerfile = (DEPLOY / "images" / "Dockerfile").read_text()
-    assert 'ENTRYPOINT ["reservoir"]' in dockerfile
+    # tini as PID 1 reaps the FUSE daemons the CSI plugin leaves to it.
+    assert 'ENTRYPOINT ["tini", "--", "reservoir"]' in dockerfile
     assert "FROM python:3.11-slim" in dockerfile and "fuse3" in dockerfile
     images = {
         c["image"]
