@@ -57,7 +57,9 @@ class RecentFillers:
     Weights drift as workers fill up (a worker whose free space was exactly a power of
     two drops a class with its first block), and a block is reported only after its
     fill. Readers that arrive in between must still be sent to the worker already
-    filling it, or a second worker reads the same bytes from the origin.
+    filling it, or a second worker reads the same bytes from the origin. The memory is
+    each master's own: readers that ask different masters while weights drift may
+    still be sent to two workers, which costs one extra origin read of that block.
     """
 
     def __init__(self, seconds: float = 60.0, size: int = 100_000) -> None:

@@ -39,6 +39,11 @@ class WorkerChannels:
         self._pid = os.getpid()
         self._channels: dict[str, grpc.Channel] = {}
         self._stubs: dict[str, WorkerStub] = {}
+        # A fork while another thread holds the lock would leave it held in the child.
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self._lock = threading.Lock()
 
     def stub(self, address: str) -> WorkerStub:
         with self._lock:

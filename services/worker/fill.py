@@ -14,8 +14,12 @@ import ctypes
 import functools
 import mmap
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 _MADV_POPULATE_WRITE = 23  # Linux 5.14+: fault pages in, writable, without writing them
+# Its own threads: queued behind disk reads or master calls in the default executor,
+# the faulting would come too late to help (and would hold them up).
+_prefaulter = ThreadPoolExecutor(2, "fill-prefault")
 
 
 class Fill:
@@ -32,7 +36,9 @@ class Fill:
         self.buffer = mmap.mmap(-1, max(length, 1))
         # Faulting the fresh pages in costs about 1 ms per MiB here; done by another
         # thread, ahead of the writes, it stays off the event loop.
-        self._populating = asyncio.get_running_loop().run_in_executor(None, _populate, self.buffer)
+        self._populating = asyncio.get_running_loop().run_in_executor(
+            _prefaulter, _populate, self.buffer
+        )
         self.filled = 0
         self.error: BaseException | None = None
         self.done = False

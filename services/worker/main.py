@@ -99,6 +99,7 @@ async def serve(config: WorkerConfig) -> None:
             await registration
         await server.stop(grace=2)
         await cache.close()
+        await store.close()
         await peers.close()
         await origins.close()
         master.close()

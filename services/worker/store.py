@@ -168,6 +168,10 @@ class BlockStore:
             self.counters.evictions[DISK] += len(over)
             await self._drop_disk(over)
 
+    async def close(self) -> None:
+        """Wait for the disk writes under way (each is atomic: a file or none)."""
+        await asyncio.to_thread(self._writer.shutdown, wait=True)
+
     async def get(self, block: BlockId) -> BlockData | None:
         """The block's bytes, from memory or verified from disk; None on a miss."""
         data = self._data.get(block)
