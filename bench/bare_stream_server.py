@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 
+from reservoir.processes import tune_allocator
 from reservoir.rpc.server import CHANNEL_OPTIONS
 from reservoir.v1 import worker_pb2, worker_pb2_grpc
 
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    tune_allocator()  # as `reservoir worker` does: 1 MiB message buffers reused, not faulted in
     asyncio.run(serve(args.file.read_bytes(), args.block_size, args.port))
 
 

@@ -24,6 +24,15 @@ NAMES = {
     "local_disk": "local copy, from disk",
 }
 
+SHORT = {
+    "library": "library",
+    "bare": "bare grpcio",
+    "fuse_first": "FUSE 1st",
+    "fuse_second": "FUSE 2nd\n(page cache)",
+    "local_page_cache": "local copy\n(page cache)",
+    "local_disk": "local copy\n(disk)",
+}
+
 
 def show(f: dict[str, Any], digits: int = 2) -> str:
     spread = f" ({f['min']:.{digits}f}-{f['max']:.{digits}f})" if len(f["samples"]) > 1 else ""
@@ -158,8 +167,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
         values = [r["warm"][f"{k}_{n}"]["median"] for k in reads]
         xs = [x + (i - 0.5) * width for x in range(len(reads))]
         right.bar(xs, values, width, label=f"{n} reader{'s' if n > 1 else ''}")
-    right.set_xticks(range(len(reads)), [NAMES[k].replace(", ", ",\n") for k in reads],
-                     fontsize=7)  # fmt: skip
+    right.set_xticks(range(len(reads)), [SHORT[k] for k in reads], fontsize=8)
     right.set(yscale="log", ylabel="GB/s", title=f"Warm reads ({r['machine']['cores']} cores)")
     right.legend()
     fig.tight_layout()
