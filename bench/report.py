@@ -116,6 +116,16 @@ def markdown(r: dict[str, Any]) -> str:
             f"| {NAMES['fuse_first']} | {n} | {show(w[f'fuse_first_{n}'])} | "
             f"{NAMES['local_page_cache']} | {show(w[f'local_page_cache_{n}'])} | {ratio:.0%} | |"
         )
+    if "1" in r["storm"]:
+        one = r["storm"]["1"]
+        cold, direct = one["fuse"]["delivered_gbps"], one["direct"]["delivered_gbps"]
+        lines += [
+            "",
+            f"Cold sequential read through FUSE (the storm's fuse arm at N = 1): "
+            f"{show(cold, 3)} GB/s, {cold['median'] / direct['median']:.0%} of a direct read "
+            f"from the same capped origin ({show(direct, 3)}); the local copy from disk: "
+            f"{show(w['local_disk_1'])} GB/s.",
+        ]
     m = r["metadata"]
     lines += [
         "",

@@ -7,10 +7,13 @@ file's sha256, origin bytes were counted, and it left no namespace, mount or pro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,3 +53,20 @@ def test_quick_suite_writes_its_report(tmp_path: Path) -> None:
     assert netns_names() == before  # the namespace went with the run
     mounts = Path("/proc/mounts").read_text()
     assert "reservoir-bench-" not in mounts
+
+
+def test_a_reader_with_wrong_bytes_fails_the_benchmark(tmp_path: Path) -> None:
+    """The suite's readers check every byte: a file that differs from the origin's
+    sha256 stops the run with a message, rather than producing figures."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import harness
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    data = tmp_path / "model.bin"
+    data.write_bytes(b"not the model" * 1000)
+    spec = {"kind": "path", "path": str(data), "size": data.stat().st_size}
+    ok = harness.run_readers(spec, 2, hashlib.sha256(data.read_bytes()).hexdigest())
+    assert len(ok.results) == 2 and ok.last >= ok.first > 0
+    with pytest.raises(RuntimeError, match="WRONG BYTES"):
+        harness.run_readers(spec, 2, hashlib.sha256(b"the model").hexdigest())
