@@ -36,6 +36,17 @@ def die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def is_running(pid: int) -> bool:
+    """Whether `pid` runs: one that has exited and waits for its reaper (a zombie)
+    has ended, though kill(pid, 0) still finds it."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
 def stop(process: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> int | None:
     """SIGTERM `process`, SIGKILL it if it lingers past `timeout`; its exit code."""
     if process is None:

@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 import grpc
 from csi.v1 import csi_pb2 as pb
 from csi.v1 import csi_pb2_grpc
+from google.protobuf.wrappers_pb2 import BoolValue
 
 from reservoir.errors import FailedPrecondition
 from reservoir.rpc.health import is_serving
@@ -53,7 +54,7 @@ class Identity(csi_pb2_grpc.IdentityServicer):
         answers = await asyncio.gather(*(asyncio.to_thread(is_serving, a) for a in addresses))
         if not any(answers):
             raise FailedPrecondition(f"no master answers at {self.master}")
-        return pb.ProbeResponse()
+        return pb.ProbeResponse(ready=BoolValue(value=True))
 
 
 class Controller(csi_pb2_grpc.ControllerServicer):

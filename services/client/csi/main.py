@@ -2,8 +2,12 @@
 
 It serves csi.v1 Identity, Node and a minimal Controller (see identity.py), plus
 grpc.health.v1 and reflection like every server here. On start it adopts what a
-previous run published (state dir) and repairs what broke meanwhile; on SIGTERM it
-stops serving and leaves every mount in place: pods keep reading while it restarts.
+previous run published (state dir) and repairs what broke meanwhile. On SIGTERM it
+stops serving and leaves every mount and FUSE process in place. Whether the FUSE
+processes outlive the plugin depends on where it runs: on a host they do (their own
+session), and pods keep reading while it restarts; in a Kubernetes container they
+die with it (one PID namespace), the pods' mounts answer ENOTCONN meanwhile, and the
+restarted plugin mounts again and binds again within seconds once the master answers.
 """
 
 from __future__ import annotations
@@ -75,4 +79,5 @@ async def serve(config: CsiConfig) -> None:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+        volumes.close()
         await server.stop(grace=2)

@@ -10,8 +10,6 @@ FAILED_PRECONDITION (the spec's "exceeds capabilities"); a writer mode with
 
 from __future__ import annotations
 
-import asyncio
-import errno
 import hashlib
 import json
 import os
@@ -22,6 +20,7 @@ from csi.v1 import csi_pb2 as pb
 from csi.v1 import csi_pb2_grpc
 
 from reservoir import paths
+from reservoir.client.csi import mounts
 from reservoir.client.csi.volumes import Publish, Volumes
 from reservoir.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -56,19 +55,22 @@ class Node(csi_pb2_grpc.NodeServicer):
         self, request: pb.NodeGetVolumeStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.NodeGetVolumeStatsResponse:
         """What statfs(2) of the mount says: the dataset's size as total and used
-        (a read-only volume has no room left), and its file count as inodes."""
+        (a read-only volume has no room left), and its file count as inodes. A mount
+        that does not answer in time is reported abnormal, not waited for."""
         _require(request, "volume_id", "volume_path")
         path = str(_absolute(request.volume_path))
         self.volumes.find(request.volume_id, path)
         try:
-            st = await asyncio.to_thread(os.statvfs, path)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTCONN, errno.ECONNABORTED, errno.EIO):
-                raise
-            condition = pb.VolumeCondition(
-                abnormal=True, message=f"the mount does not answer ({exc.strerror}): recovering"
+            st = await mounts.statvfs(Path(path))
+        except TimeoutError:
+            return _abnormal(
+                f"the mount does not answer within {mounts.STATS_TIMEOUT_SECONDS:.0f} s "
+                "(its FUSE process is stuck, or the master is slow)"
             )
-            return pb.NodeGetVolumeStatsResponse(volume_condition=condition)
+        except OSError as exc:
+            if exc.errno not in mounts.DEAD_ERRNOS:
+                raise
+            return _abnormal(f"the mount does not answer ({exc.strerror}): recovering")
         total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
         usage = [
             pb.VolumeUsage(
@@ -121,6 +123,11 @@ class Node(csi_pb2_grpc.NodeServicer):
             subpath=paths.normalize(context.get("subPath", "")),
             fingerprint=_fingerprint(request),
         )
+
+
+def _abnormal(message: str) -> pb.NodeGetVolumeStatsResponse:
+    condition = pb.VolumeCondition(abnormal=True, message=message)
+    return pb.NodeGetVolumeStatsResponse(volume_condition=condition)
 
 
 def _require(request: object, *names: str) -> None:

@@ -7,14 +7,22 @@ Design
   session of its own, so N pods on a node share one cache client.
 - The state (which volumes, where, which targets with which arguments) is written
   to disk after every change (reservoir.client.csi.state), so a plugin that restarts
-  knows what it published and adopts the FUSE processes still running.
+  knows what it published, adopts the FUSE processes still running (on a host) and
+  replaces those that died with it (in a container: one PID namespace).
 - Calls are serialised per target (then per volume), so two calls for one target
   never interleave; blocking work runs in threads and the server stays responsive.
-- A watcher checks each volume every WATCH_INTERVAL: when the FUSE process has died
-  (its mount answers ENOTCONN), it unmounts the staging lazily, mounts again, binds
-  the staging again on top of each target's broken bind, and logs `volume=...
-  target=... recovered`. A pod whose mount of the target has HostToContainer
-  propagation receives the new bind; the same pass runs once when the plugin starts.
+  Every blocking call has a time limit (mounts.py): a stuck FUSE daemon delays the
+  calls for its own volume, never the others'.
+- A watcher checks each volume every WATCH_INTERVAL, in threads of its own (calls
+  waiting on a stuck mount cannot starve the one thing that kills its daemon): when
+  the FUSE process has died (its mount answers ENOTCONN) or is stuck, it kills it,
+  unmounts the staging, mounts again, binds the staging again on top of each
+  target's broken bind, and logs `volume=... target=... recovered`. A pod whose
+  mount of the target has HostToContainer propagation receives the new bind; the
+  same pass runs once when the plugin starts. It also stops volumes left without
+  targets (an unpublish whose stop failed, or a plugin that died before it).
+- A publish binds only a staging mount that answers: when the volume cannot be
+  mounted again it fails with UNAVAILABLE, and kubelet retries.
 """
 
 from __future__ import annotations
@@ -22,23 +30,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
-from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from weakref import WeakValueDictionary
 
 from reservoir.client.client import Client
 from reservoir.client.csi import mounts
 from reservoir.client.csi.state import StateDir, Target, Volume
 from reservoir.client.fuse.tree import DatasetTree
-from reservoir.errors import AlreadyExists, InvalidArgument, NotFound, ReservoirError
+from reservoir.errors import AlreadyExists, InvalidArgument, NotFound, ReservoirError, Unavailable
+from reservoir.mounts import mounts_at
 
 log = logging.getLogger(__name__)
 
 # How often the watcher checks every FUSE mount: a crash is repaired within about
 # this long plus a remount (about a second).
 WATCH_INTERVAL = 1.0
+# Threads of the watcher: volumes are checked side by side, so one stuck mount (whose
+# check waits STAT_TIMEOUT_SECONDS) does not hold up the others' repairs.
+WATCH_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -57,14 +68,20 @@ class Volumes:
     def __init__(self, state: StateDir) -> None:
         self.state = state
         self.by_id: dict[str, Volume] = {}
-        self._target_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._volume_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # A lock lives while a call holds or awaits it: paths come and go for ever.
+        self._target_locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        self._volume_locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
+        self._watch_pool = ThreadPoolExecutor(WATCH_THREADS, thread_name_prefix="csi-watch")
+
+    def close(self) -> None:
+        """Let the watcher's threads end once their checks are done."""
+        self._watch_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the calls -------------------------------------------------------------------
 
     async def publish(self, request: Publish) -> None:
         target = str(request.target)
-        async with self._target_locks[target]:
+        async with _lock(self._target_locks, target):
             owner = self.owner(target)
             if owner is not None:
                 same = owner.volume_id == request.volume_id and (
@@ -77,26 +94,31 @@ class Volumes:
                     )
                 if await asyncio.to_thread(mounts.is_mounted, request.target):
                     return  # published already: nothing to do
-            async with self._volume_locks[request.volume_id]:
+            async with _lock(self._volume_locks, request.volume_id):
                 volume = await self._volume_for(request)
                 await self._bind(volume, request, owner is not None)
 
     async def unpublish(self, volume_id: str, target_path: Path) -> None:
         target = str(target_path)
-        async with self._target_locks[target]:
+        async with _lock(self._target_locks, target):
             volume = self.owner(target)
-            if volume is None:
-                return  # never published here, or unpublished already
+            if volume is None:  # never published here, unpublished already, or
+                await asyncio.to_thread(_unmount_unrecorded, target_path)  # not saved
+                return
             if volume.volume_id != volume_id:
                 raise NotFound(f"{target} holds volume {volume.volume_id!r}, not {volume_id!r}")
-            async with self._volume_locks[volume_id]:
+            async with _lock(self._volume_locks, volume_id):
                 await asyncio.to_thread(mounts.unmount, target_path)
-                if volume.targets.pop(target).created_dir:
+                gone = volume.targets.pop(target)
+                try:  # before the stop: a restarted plugin must not bind it again
+                    await self._save(volume)
+                except OSError:
+                    volume.targets[target] = gone
+                    raise
+                if gone.created_dir:
                     await asyncio.to_thread(_remove_dir, target_path)
                 log.info("volume=%s target=%s unpublished", volume_id, target)
-                if volume.targets:
-                    self.state.save(volume)
-                else:
+                if not volume.targets:
                     await self._stop(volume)
 
     def owner(self, target: str) -> Volume | None:
@@ -126,7 +148,12 @@ class Volumes:
                     f"{volume.source} at {volume.master}: its other targets must be "
                     "unpublished before it can show something else"
                 )
-            await asyncio.to_thread(self._repair, volume)  # a dead mount binds nothing
+            problem = await asyncio.to_thread(self._repair, volume)
+            if problem:  # binding it would show the pod an empty folder
+                raise Unavailable(
+                    f"dataset {volume.source} (volume {volume.volume_id!r}) is not mounted "
+                    f"on this node: {problem}"
+                )
             return volume
         await asyncio.to_thread(_check_dataset, request)
         volume = Volume(
@@ -144,7 +171,7 @@ class Volumes:
             self.state.log(volume.volume_id),
         )
         self.by_id[volume.volume_id] = volume
-        self.state.save(volume)
+        await self._save(volume)
         log.info("volume=%s mounted %s (pid %d)", volume.volume_id, volume.source, volume.pid)
         return volume
 
@@ -161,15 +188,23 @@ class Volumes:
             raise
         if not known:
             volume.targets[target] = Target(request.fingerprint, created)
-        self.state.save(volume)
+        await self._save(volume)
         log.info("volume=%s target=%s published", volume.volume_id, target)
 
     async def _stop(self, volume: Volume) -> None:
-        """End the volume's FUSE process: no target uses it any more."""
-        await asyncio.to_thread(mounts.stop_fuse, Path(volume.staging), volume.pid)
+        """End the volume's FUSE process: no target uses it any more. A failure is
+        logged and the watcher tries again (the volume stays, without targets)."""
+        try:
+            await asyncio.to_thread(mounts.stop_fuse, Path(volume.staging), volume.pid)
+            await asyncio.to_thread(self.state.forget, volume)
+        except (ReservoirError, OSError) as exc:
+            log.error("volume=%s: cannot stop (will retry): %s", volume.volume_id, exc)
+            return
         self.by_id.pop(volume.volume_id, None)
-        self.state.forget(volume)
         log.info("volume=%s unmounted %s", volume.volume_id, volume.source)
+
+    async def _save(self, volume: Volume) -> None:
+        await asyncio.to_thread(self.state.save, volume)  # it fsyncs
 
     # -- recovery ------------------------------------------------------------------------
 
@@ -191,31 +226,43 @@ class Volumes:
             await asyncio.sleep(WATCH_INTERVAL)
 
     async def check_all(self) -> None:
-        for volume_id in list(self.by_id):
-            lock = self._volume_locks[volume_id]
-            if lock.locked():
-                continue  # a call is changing it: check it next time
-            async with lock:
-                volume = self.by_id.get(volume_id)
-                if volume is not None:
-                    await asyncio.to_thread(self._repair, volume)
+        volume_ids = list(self.by_id)
+        checked = await asyncio.gather(*map(self._check, volume_ids), return_exceptions=True)
+        for volume_id, outcome in zip(volume_ids, checked, strict=True):
+            if isinstance(outcome, Exception):
+                log.error("volume=%s: checking it failed", volume_id, exc_info=outcome)
 
-    def _repair(self, volume: Volume) -> None:
-        """Mount again if the FUSE mount broke; bind again targets that lost their bind."""
+    async def _check(self, volume_id: str) -> None:
+        lock = self._volume_locks.get(volume_id)
+        if lock is not None and lock.locked():
+            return  # a call is changing it: check it next time
+        async with _lock(self._volume_locks, volume_id):
+            volume = self.by_id.get(volume_id)
+            if volume is None:
+                return
+            if not volume.targets:
+                await self._stop(volume)
+                return
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._watch_pool, self._repair, volume)
+
+    def _repair(self, volume: Volume) -> str:
+        """Mount again if the FUSE mount broke; bind again targets that lost their
+        bind. What is still wrong, "" once the staging mount serves."""
         staging = Path(volume.staging)
         broken = _broken(volume)
         if broken:
             log.warning("volume=%s: %s: mounting %s again", volume.volume_id, broken, volume.source)
             if mounts.serves(volume.pid, staging):  # stuck: end it first
-                os.kill(volume.pid, signal.SIGKILL)
-            mounts.unmount(staging)
+                mounts.kill(volume.pid)
             try:
+                mounts.unmount(staging)
                 volume.pid = mounts.start_fuse(
                     volume.master, volume.source, staging, self.state.log(volume.volume_id)
                 )
             except ReservoirError as exc:
                 log.error("volume=%s: cannot mount again (will retry): %s", volume.volume_id, exc)
-                return
+                return f"{broken}, and mounting it again failed: {exc}"
             self.state.save(volume)
         for target in volume.targets:
             if broken or not mounts.is_mounted(Path(target)):
@@ -225,6 +272,16 @@ class Volumes:
                     log.error("volume=%s target=%s: cannot bind: %s", volume.volume_id, target, exc)
                     continue
                 log.warning("volume=%s target=%s recovered", volume.volume_id, target)
+        return ""
+
+
+def _lock(locks: WeakValueDictionary[str, asyncio.Lock], key: str) -> asyncio.Lock:
+    """The lock of `key` in `locks`, made when no call holds one (the caller keeps
+    it alive while it holds or awaits it)."""
+    lock = locks.get(key)
+    if lock is None:
+        lock = locks[key] = asyncio.Lock()
+    return lock
 
 
 def _broken(volume: Volume) -> str:
@@ -251,6 +308,17 @@ def _rebind(staging: Path, target: Path) -> None:
     except ReservoirError:  # the broken bind refused a mount on top: replace it
         mounts.unmount(target)
         mounts.bind_read_only(staging, target)
+
+
+def _unmount_unrecorded(target: Path) -> None:
+    """Unmount a target that no saved volume names but that holds a FUSE mount or a
+    bind of one (a plugin that died between the bind and saving it), and remove its
+    folder: kubelet cleans the folder up next, which fails on a mount point."""
+    found = mounts_at(target)
+    if found and all(m.fstype.startswith("fuse") for m in found):
+        mounts.unmount(target)
+        _remove_dir(target)
+        log.warning("target=%s: unmounted a mount the state did not record", target)
 
 
 def _check_dataset(request: Publish) -> None:
