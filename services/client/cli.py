@@ -75,10 +75,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up(config, say=lambda line: print(line, flush=True))
 
 
-def _serve_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _serve_logging(level: int | str = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def cmd_master(args: argparse.Namespace) -> None:
@@ -313,9 +311,7 @@ def cmd_csi(args: argparse.Namespace) -> int:
     except InvalidArgument as exc:
         print(f"reservoir: {exc}", file=sys.stderr)
         return 2  # bad usage
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _serve_logging(args.log_level)
     asyncio.run(serve(config))
     return 0
 

@@ -12,20 +12,23 @@ and every FUSE process the plugin started has ended.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from csi.v1 import csi_pb2 as pb
 from csi.v1 import csi_pb2_grpc
 
+from reservoir import mounts
 from reservoir.processes import stop
 from tests.fixtures.mesh import Mesh
 from tests.fuse.conftest import force_unmount, fuse_cluster, origin, process_gone, wait_gone
@@ -56,16 +59,22 @@ def publish_request(
     )
 
 
+def status(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
+    """The status code and message of a call that must fail."""
+    with pytest.raises(grpc.RpcError) as failed:
+        call()
+    error: grpc.Call = failed.value  # type: ignore[assignment]
+    assert error.details(), "every error has a message"
+    return error.code(), error.details()
+
+
 def mounts_at(path: Path) -> int:
     """How many mounts sit at `path` (stacked binds count each)."""
-    want = str(path)
-    with open("/proc/self/mounts") as f:
-        return sum(1 for line in f if line.split()[1] == want)
+    return len(mounts.mounts_at(path))
 
 
 def mounts_under(root: Path) -> list[Path]:
-    with open("/proc/self/mounts") as f:
-        points = [Path(line.split()[1].replace("\\040", " ")) for line in f]
+    points = [m.path for m in mounts.mount_points()]
     return [p for p in points if p == root or root in p.parents]
 
 
@@ -141,13 +150,31 @@ class Plugin:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def state_file(self, volume_id: str) -> Path | None:
+        """The plugin's saved state of the volume, if any."""
+        for path in (self.state_dir / "volumes").glob("*.json"):
+            if json.loads(path.read_text())["volume_id"] == volume_id:
+                return path
+        return None
+
+    def state(self, volume_id: str) -> dict[str, Any]:
+        path = self.state_file(volume_id)
+        assert path is not None, f"volume {volume_id} is not in the plugin's state"
+        return dict(json.loads(path.read_text()))
+
     def fuse_pid(self, volume_id: str) -> int:
         """The pid of the volume's FUSE process, from the plugin's state."""
-        for path in (self.state_dir / "volumes").glob("*.json"):
-            state = json.loads(path.read_text())
-            if state["volume_id"] == volume_id:
-                return int(state["pid"])
-        raise AssertionError(f"volume {volume_id} is not in the plugin's state")
+        return int(self.state(volume_id)["pid"])
+
+    def published(self, volume_id: str) -> set[str]:
+        """The targets the plugin's state lists for the volume."""
+        path = self.state_file(volume_id)
+        return set(json.loads(path.read_text())["targets"]) if path else set()
+
+    def all_targets(self) -> list[tuple[str, str]]:
+        """(volume id, target) of every target in the plugin's state."""
+        states = [json.loads(p.read_text()) for p in (self.state_dir / "volumes").glob("*.json")]
+        return [(s["volume_id"], t) for s in states for t in s["targets"]]
 
     def fuse_pids(self) -> list[int]:
         states = (self.state_dir / "volumes").glob("*.json")
@@ -180,4 +207,14 @@ def plugin(fuse_cluster: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def targets(plugin: Plugin, tmp_path: Path) -> Iterator[Path]:
     """A folder for target paths (the CO creates a target's parent, never the target)."""
     yield tmp_path
+    # What a failed test left published: unpublished as kubelet would, else the
+    # watcher binds again what clean_up unmounts behind its back.
+    if plugin.channel is not None:
+        for volume_id, target in plugin.all_targets():
+            if Path(target).is_relative_to(tmp_path):
+                with contextlib.suppress(grpc.RpcError):
+                    plugin.node.NodeUnpublishVolume(
+                        pb.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=target),
+                        timeout=60,
+                    )
     clean_up(tmp_path)

@@ -35,7 +35,8 @@ def test_identity_and_capabilities(plugin: Plugin) -> None:
     assert info.name == "fuse.csi.reservoir.dev"
     assert info.vendor_version
     plugin.identity.GetPluginCapabilities(pb.GetPluginCapabilitiesRequest())
-    assert plugin.identity.Probe(pb.ProbeRequest()) is not None
+    probe = plugin.identity.Probe(pb.ProbeRequest())
+    assert probe.HasField("ready") and probe.ready.value is True
     assert plugin.node.NodeGetInfo(pb.NodeGetInfoRequest()).node_id == "node-1"
     kinds = {
         c.rpc.type

@@ -1,21 +1,29 @@
 """What a node survives: a FUSE process killed (the pods' mounts work again within
-seconds), and a plugin killed and restarted (the mounts never stop working)."""
+seconds) or stuck (nothing else waits for it), a plugin killed and restarted (the
+mounts never stop working), a dataset that cannot be mounted again (never published
+empty)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 from csi.v1 import csi_pb2 as pb
 
-from tests.csi.conftest import Plugin, mounts_at, publish_request
-from tests.fixtures.mesh import wait_until
-from tests.fuse.conftest import content, wait_gone
+from tests.csi.conftest import Plugin, mounts_at, publish_request, status
+from tests.fixtures.mesh import Mesh, wait_until
+from tests.fuse.conftest import BLOCK_SIZE, content, force_unmount, wait_gone
 
 FILE = "model/weights.bin"
 RECOVERY_SECONDS = 10.0
+# More calls at once than asyncio's default executor has threads (cpu count + 4).
+MANY_CALLS = 16
 
 
 def reads_back(path: Path) -> bool:
@@ -119,3 +127,90 @@ def test_a_restarted_plugin_repairs_what_died_while_it_was_away(
         pb.NodeUnpublishVolumeRequest(volume_id="orphan", target_path=str(target))
     )
     assert mounts_at(target) == 0 and not target.exists()
+
+
+def unpublish(plugin: Plugin, target: Path, volume_id: str) -> None:
+    plugin.node.NodeUnpublishVolume(
+        pb.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=str(target)), timeout=60
+    )
+
+
+def test_a_stuck_fuse_process_holds_up_nothing_else(plugin: Plugin, targets: Path) -> None:
+    """Stats of a volume whose daemon is stuck answer abnormal in bounded time, however
+    many kubelet asks for, and other volumes are published and unpublished meanwhile."""
+    target = targets / "stuck"
+    plugin.node.NodePublishVolume(publish_request(target, volume_id="stuck", dataset="ds"))
+    pid = plugin.fuse_pid("stuck")
+    stats = pb.NodeGetVolumeStatsRequest(volume_id="stuck", volume_path=str(target))
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        with ThreadPoolExecutor(MANY_CALLS) as pool:
+            calls = [
+                pool.submit(plugin.node.NodeGetVolumeStats, stats, timeout=30)
+                for _ in range(MANY_CALLS)
+            ]
+            answers = [call.result() for call in calls]
+        took = time.monotonic() - start
+        assert all(a.volume_condition.abnormal for a in answers)
+        assert "does not answer within 5 s" in answers[0].volume_condition.message
+        assert took < 15, f"stats took {took:.1f} s"
+
+        other = targets / "bystander"
+        request = publish_request(other, volume_id="bystander", dataset="ds")
+        plugin.node.NodePublishVolume(request, timeout=30)
+        assert reads_back(other)
+        unpublish(plugin, other, "bystander")
+        assert mounts_at(other) == 0 and not other.exists()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: reads_back(target), RECOVERY_SECONDS, "the target to read again")
+    assert not plugin.node.NodeGetVolumeStats(stats, timeout=30).volume_condition.abnormal
+    pid = plugin.fuse_pid("stuck")
+    unpublish(plugin, target, "stuck")
+    assert mounts_at(target) == 0 and not target.exists()
+    wait_gone(pid)
+
+
+def test_a_volume_that_cannot_be_mounted_again_is_never_published_empty(
+    plugin: Plugin, targets: Path, fuse_cluster: Mesh, origin: Path
+) -> None:
+    with fuse_cluster.client() as client:
+        client.create_dataset("doomed", origin.as_uri(), block_size=BLOCK_SIZE)
+    first = targets / "first"
+    plugin.node.NodePublishVolume(publish_request(first, volume_id="doomed", dataset="doomed"))
+    pid = plugin.fuse_pid("doomed")
+    with fuse_cluster.client() as client:
+        client.delete_dataset("doomed")
+    os.kill(pid, signal.SIGKILL)  # its mounts break; the dataset is gone: no remount
+    wait_gone(pid)
+
+    second = targets / "second"
+    request = publish_request(second, volume_id="doomed", dataset="doomed")
+    code, message = status(lambda: plugin.node.NodePublishVolume(request, timeout=60))
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert "dataset doomed" in message and "mounting it again failed" in message, message
+    assert mounts_at(second) == 0 and not second.exists()
+    assert "volume=doomed: cannot mount again (will retry)" in plugin.output()
+    unpublish(plugin, first, "doomed")
+    assert mounts_at(first) == 0 and not first.exists()
+    wait_until(lambda: plugin.state_file("doomed") is None, RECOVERY_SECONDS, "the volume to go")
+
+
+def test_a_volume_left_without_targets_is_stopped(plugin: Plugin, targets: Path) -> None:
+    """An unpublish saves the state before it stops the FUSE process; a plugin that
+    dies between the two (or a stop that fails) leaves a volume without targets, and
+    the watcher stops it."""
+    target = targets / "last"
+    plugin.node.NodePublishVolume(publish_request(target, volume_id="leftover", dataset="ds"))
+    pid = plugin.fuse_pid("leftover")
+    plugin.kill()
+    force_unmount(target)  # the unpublish got this far: unmounted and saved
+    target.rmdir()
+    saved = plugin.state_file("leftover")
+    assert saved is not None
+    saved.write_text(json.dumps({**json.loads(saved.read_text()), "targets": {}}))
+    plugin.start()
+    wait_gone(pid, timeout=RECOVERY_SECONDS)
+    wait_until(lambda: plugin.state_file("leftover") is None, RECOVERY_SECONDS, "its state to go")
+    assert "volume=leftover unmounted ds" in plugin.output()

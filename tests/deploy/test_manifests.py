@@ -226,6 +226,9 @@ def test_the_inference_example_mounts_the_datasets_claim(examples: list[Obj]) ->
     deployment = one(examples, "Deployment", "llama-inference")
     [volume] = deployment["spec"]["template"]["spec"]["volumes"]
     assert volume["persistentVolumeClaim"]["claimName"] == dataset["metadata"]["name"]
+    # A mount the CSI plugin repairs on the node reaches the container only so.
+    [mounted] = [m for c in containers(deployment) for m in c["volumeMounts"]]
+    assert mounted["mountPropagation"] == "HostToContainer"
     # The claim the controller makes for it names the PV it makes, in that namespace.
     made = r.volume(Dataset.of(dataset))
     assert made.pvc["metadata"]["name"] == "llama"

@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 
 from reservoir.meta.etcd_server import EtcdServer
+from reservoir.mounts import is_mounted
+from reservoir.processes import is_running
 from tests.fixtures.mesh import Mesh, wait_until, wipe
 
 MiB = 1024 * 1024
@@ -86,14 +88,6 @@ def fuse_cluster(
 
 
 # -- mounts ------------------------------------------------------------------------
-
-
-def is_mounted(path: Path) -> bool:
-    """Whether `path` is a mount point now (a dead FUSE mount included, which
-    os.path.ismount cannot tell: its stat fails)."""
-    want = str(path).replace(" ", "\\040")
-    with open("/proc/self/mounts") as mounts:
-        return any(line.split()[1] == want for line in mounts)
 
 
 def force_unmount(path: Path) -> None:
@@ -192,11 +186,7 @@ def mounted(fuse_cluster: Mesh, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 def process_gone(pid: int) -> bool:
     """Whether `pid` has exited (a zombie waiting for its reaper counts)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
+    return not is_running(pid)
 
 
 def wait_gone(pid: int, timeout: float = 30) -> None:
