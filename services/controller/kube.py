@@ -2,6 +2,10 @@
 resources, patch their status and finalizers, read Secret keys, make and delete the
 PersistentVolume and claim of a Dataset, and read and write the leader Lease.
 
+Every call has a client-side timeout (`request_timeout_s`; a watch: its server-side
+timeout plus that), so a stalled connection fails and is retried instead of hanging
+the worker or the elector for good.
+
 Objects travel as plain JSON dicts (the API server's own shape), never the client's
 generated models: the reconcile functions and the tests speak that shape, and Lease
 times stay in the MicroTime format the server writes. Nothing here logs a Secret's
@@ -22,14 +26,15 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.rest import ApiException
 
-from reservoir.controller.resources import GROUP, VERSION
-from reservoir.errors import FailedPrecondition
+from reservoir.controller.resources import GROUP, VERSION, volume_labels
+from reservoir.errors import AlreadyExists, FailedPrecondition
 
 Obj = dict[str, Any]
 
 NOT_FOUND = 404
 CONFLICT = 409
 GONE = 410  # a watch's resourceVersion is too old: list again
+REQUEST_TIMEOUT_S = 30.0
 
 
 def api_client(kubeconfig: str | None, user_agent: str) -> k8s.ApiClient:
@@ -60,10 +65,27 @@ def _json(response: Any) -> Obj:
     return json.loads(response.data)
 
 
+def owned_by(obj: Obj, uid: str) -> bool:
+    """Whether `obj` has an ownerReference to the object of this UID."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return bool(uid) and any(ref.get("uid") == uid for ref in refs)
+
+
+def labelled(obj: Obj, labels: dict[str, str]) -> bool:
+    have = (obj.get("metadata") or {}).get("labels") or {}
+    return all(have.get(k) == v for k, v in labels.items())
+
+
 class Kube:
-    def __init__(self, api: k8s.ApiClient, namespace: str | None = None) -> None:
+    def __init__(
+        self,
+        api: k8s.ApiClient,
+        namespace: str | None = None,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+    ) -> None:
         """`namespace`: watch only there; None watches every namespace."""
         self.namespace = namespace
+        self.timeout = request_timeout_s
         self._custom = k8s.CustomObjectsApi(api)
         self._core = k8s.CoreV1Api(api)
         self._coordination = k8s.CoordinationV1Api(api)
@@ -83,7 +105,7 @@ class Kube:
     def list(self, plural: str) -> tuple[list[Obj], str]:
         """Every object of `plural`, and the resourceVersion to watch from."""
         func, args = self._lister(plural)
-        answer = func(*args)
+        answer = func(*args, _request_timeout=self.timeout)
         return list(answer.get("items") or []), answer["metadata"].get("resourceVersion", "")
 
     def watch(
@@ -98,6 +120,7 @@ class Kube:
             resource_version=resource_version,
             timeout_seconds=timeout_s,
             allow_watch_bookmarks=False,
+            _request_timeout=timeout_s + self.timeout,
         )
         for event in stream:
             obj = event.get("raw_object") or event["object"]
@@ -106,8 +129,15 @@ class Kube:
             yield event["type"], obj
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Obj) -> Obj:
+        """A JSON merge patch of the status: a key given as None is removed."""
         return self._custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, plural, name, {"status": status}
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": status},
+            _request_timeout=self.timeout,
         )
 
     def set_finalizers(
@@ -117,7 +147,7 @@ class Kube:
         (409 otherwise), so a finalizer someone else added in between is not lost."""
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
         return self._custom.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name, body
+            GROUP, VERSION, namespace, plural, name, body, _request_timeout=self.timeout
         )
 
     # -- secrets -----------------------------------------------------------------------
@@ -126,7 +156,9 @@ class Kube:
         """The value of `key` in Secret `name`; FailedPrecondition naming what is missing."""
         try:
             secret = _json(
-                self._core.read_namespaced_secret(name, namespace, _preload_content=False)
+                self._core.read_namespaced_secret(
+                    name, namespace, _preload_content=False, _request_timeout=self.timeout
+                )
             )
         except ApiException as exc:
             if exc.status == NOT_FOUND:
@@ -146,26 +178,45 @@ class Kube:
 
     # -- volumes -----------------------------------------------------------------------
 
-    def ensure_volume(self, pv: Obj, pvc: Obj) -> None:
-        """Create the PV and the claim unless they exist (existing ones are kept: a
-        bound volume's spec cannot change)."""
+    def _read(self, call: Any) -> Obj | None:
         try:
-            self._core.read_persistent_volume(pv["metadata"]["name"], _preload_content=False)
+            return _json(call(_preload_content=False, _request_timeout=self.timeout))
         except ApiException as exc:
-            if exc.status != NOT_FOUND:
-                raise
-            self._create(lambda: self._core.create_persistent_volume(pv, _preload_content=False))
+            if exc.status == NOT_FOUND:
+                return None
+            raise
+
+    def ensure_volume(self, pv: Obj, pvc: Obj, owner_uid: str) -> None:
+        """Create the PV and the claim unless they exist. An existing one is kept (a
+        bound volume's spec cannot change) only if it is ours: the PV labelled for this
+        Dataset, the claim owned by its UID. One of that name that is not ours is
+        someone else's: AlreadyExists, and nothing is created or adopted."""
+        pv_name = pv["metadata"]["name"]
         namespace, name = pvc["metadata"]["namespace"], pvc["metadata"]["name"]
-        try:
-            self._core.read_namespaced_persistent_volume_claim(
-                name, namespace, _preload_content=False
+        old_pv = self._read(lambda **kw: self._core.read_persistent_volume(pv_name, **kw))
+        old_pvc = self._read(
+            lambda **kw: self._core.read_namespaced_persistent_volume_claim(name, namespace, **kw)
+        )
+        if old_pvc is not None and not owned_by(old_pvc, owner_uid):
+            raise AlreadyExists(
+                f"PersistentVolumeClaim {namespace}/{name} already exists and is not this"
+                " Dataset's: rename or delete one of them"
             )
-        except ApiException as exc:
-            if exc.status != NOT_FOUND:
-                raise
+        if old_pv is not None and not labelled(old_pv, pv["metadata"]["labels"]):
+            raise AlreadyExists(
+                f"PersistentVolume {pv_name} already exists and is not this Dataset's:"
+                " rename or delete one of them"
+            )
+        if old_pv is None:
+            self._create(
+                lambda: self._core.create_persistent_volume(
+                    pv, _preload_content=False, _request_timeout=self.timeout
+                )
+            )
+        if old_pvc is None:
             self._create(
                 lambda: self._core.create_namespaced_persistent_volume_claim(
-                    namespace, pvc, _preload_content=False
+                    namespace, pvc, _preload_content=False, _request_timeout=self.timeout
                 )
             )
 
@@ -174,29 +225,48 @@ class Kube:
         try:
             call()
         except ApiException as exc:
-            if exc.status != CONFLICT:  # made meanwhile: as good
+            if exc.status != CONFLICT:  # made meanwhile: the next ensure checks whose
                 raise
 
-    def delete_volume(self, pv: str, namespace: str, pvc: str) -> None:
-        """Delete the claim then the PV; either already gone is fine."""
-        for call in (
-            lambda: self._core.delete_namespaced_persistent_volume_claim(
-                pvc, namespace, _preload_content=False
-            ),
-            lambda: self._core.delete_persistent_volume(pv, _preload_content=False),
-        ):
-            try:
-                call()
-            except ApiException as exc:
-                if exc.status != NOT_FOUND:
-                    raise
+    def delete_volume(self, pv: str, namespace: str, pvc: str, owner_uid: str) -> None:
+        """Delete the claim, then the PV, each only if it is ours (the claim owned by
+        `owner_uid`, the PV labelled for the Dataset), with the UID read as a
+        precondition so that one replaced meanwhile is left alone. Either already
+        gone is fine."""
+        claim = self._read(
+            lambda **kw: self._core.read_namespaced_persistent_volume_claim(pvc, namespace, **kw)
+        )
+        if claim is not None and owned_by(claim, owner_uid):
+            self._delete(
+                lambda **kw: self._core.delete_namespaced_persistent_volume_claim(
+                    pvc, namespace, **kw
+                ),
+                claim,
+            )
+        volume = self._read(lambda **kw: self._core.read_persistent_volume(pv, **kw))
+        if volume is not None and labelled(volume, volume_labels(namespace, pvc)):
+            self._delete(lambda **kw: self._core.delete_persistent_volume(pv, **kw), volume)
+
+    def _delete(self, call: Any, obj: Obj) -> None:
+        uid = obj["metadata"]["uid"]
+        try:
+            call(
+                body=k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=uid)),
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            )
+        except ApiException as exc:
+            if exc.status not in (NOT_FOUND, CONFLICT):  # gone, or replaced: not ours
+                raise
 
     # -- the leader Lease --------------------------------------------------------------
 
     def get_lease(self, namespace: str, name: str) -> Obj | None:
         try:
             return _json(
-                self._coordination.read_namespaced_lease(name, namespace, _preload_content=False)
+                self._coordination.read_namespaced_lease(
+                    name, namespace, _preload_content=False, _request_timeout=self.timeout
+                )
             )
         except ApiException as exc:
             if exc.status == NOT_FOUND:
@@ -206,13 +276,15 @@ class Kube:
     def create_lease(self, namespace: str, body: Obj) -> Obj:
         """409 if someone created it first."""
         return _json(
-            self._coordination.create_namespaced_lease(namespace, body, _preload_content=False)
+            self._coordination.create_namespaced_lease(
+                namespace, body, _preload_content=False, _request_timeout=self.timeout
+            )
         )
 
     def replace_lease(self, namespace: str, name: str, body: Obj) -> Obj:
         """409 unless body's resourceVersion is still the Lease's: one writer wins."""
         return _json(
             self._coordination.replace_namespaced_lease(
-                name, namespace, body, _preload_content=False
+                name, namespace, body, _preload_content=False, _request_timeout=self.timeout
             )
         )

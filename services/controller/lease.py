@@ -7,6 +7,8 @@ change is free, whatever time the holder wrote into it (clocks of nodes differ).
 Writes carry the resourceVersion read, so of two candidates only one wins (409 for
 the other). The holder considers itself leader only while its last renewal is younger
 than `renew_deadline_s` (< duration), so it stops acting before anyone can take over.
+A replica whose work loop is stuck (`worker_alive` false) neither renews nor takes
+the Lease, so a standby takes over instead of a hung leader holding it forever.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from kubernetes.client.rest import ApiException
@@ -41,25 +44,36 @@ def _micro_time(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def decide(lease: dict[str, Any] | None, identity: str, expired: bool) -> str:
-    """ "create" (no Lease), "renew" (ours), "take" (free or expired) or "wait"."""
+class Decision(Enum):
+    CREATE = "create"  # no Lease yet
+    RENEW = "renew"  # ours
+    TAKE = "take"  # free or expired
+    WAIT = "wait"  # someone else's, still fresh
+
+
+def decide(lease: dict[str, Any] | None, identity: str, expired: bool) -> Decision:
     if lease is None:
-        return "create"
+        return Decision.CREATE
     holder = (lease.get("spec") or {}).get("holderIdentity") or ""
     if holder == identity:
-        return "renew"
+        return Decision.RENEW
     if not holder or expired:
-        return "take"
-    return "wait"
+        return Decision.TAKE
+    return Decision.WAIT
 
 
 class Elector:
     def __init__(
-        self, kube: Kube, config: LeaseConfig, on_elected: Callable[[], None] = lambda: None
+        self,
+        kube: Kube,
+        config: LeaseConfig,
+        on_elected: Callable[[], None] = lambda: None,
+        worker_alive: Callable[[], bool] = lambda: True,
     ) -> None:
         self._kube = kube
         self._config = config
         self._on_elected = on_elected
+        self._worker_alive = worker_alive
         self._renewed = float("-inf")  # monotonic time of our last successful write
         self._seen: tuple[str, str] | None = None  # (holder, renewTime) last observed
         self._seen_at = 0.0
@@ -101,14 +115,18 @@ class Elector:
             self._seen, self._seen_at = record, now
         duration = float(spec.get("leaseDurationSeconds") or c.duration_s)
         action = decide(lease, c.identity, expired=now - self._seen_at >= duration)
-        if action == "wait":
+        if action is Decision.WAIT:
+            return self.is_leader()
+        if not self._worker_alive():
+            log.warning("the work loop is stuck: not holding Lease %s/%s", c.namespace, c.name)
             return self.is_leader()
         was_leader = self.is_leader()
         try:
-            if action == "create":
+            if action is Decision.CREATE:
                 self._kube.create_lease(c.namespace, self._body(None, True))
             else:
-                self._kube.replace_lease(c.namespace, c.name, self._body(lease, action == "take"))
+                take = action is Decision.TAKE
+                self._kube.replace_lease(c.namespace, c.name, self._body(lease, take))
         except ApiException as exc:
             if exc.status == 409:  # another candidate wrote first
                 return self.is_leader()
@@ -124,7 +142,7 @@ class Elector:
         while not stop.is_set():
             try:
                 self.step()
-            except (ApiException, HTTPError, OSError) as exc:
+            except Exception as exc:  # the elector must keep campaigning
                 log.warning("lease %s: %s", self._config.name, exc)
             stop.wait(self._config.retry_s)
         self.release()

@@ -1,15 +1,20 @@
 """`reservoir controller`: the loop that keeps Dataset and DataLoad resources and the
 master in agreement.
 
-Threads: one per kind lists and watches it into a cache and queues the keys that
-changed; the Lease elector campaigns and renews; one worker takes due keys and, while
-this replica leads, reconciles them one at a time: observe (the cache, the master),
-plan (`reconcile`, pure), act (master over gRPC, Kubernetes), write the status, and
-queue the key again when the plan asks. A replica that does not lead keeps its cache
-warm and does nothing else; on election it queues every key.
+Threads: one per kind lists and watches it into a cache (`informer`) and queues the
+keys that changed; the Lease elector campaigns and renews; one worker takes due keys
+and reconciles them one at a time: observe (the cache, the master), plan (`planner`,
+pure), act (master over gRPC, Kubernetes), write the status, and queue the key again
+when the plan asks. Leadership is checked before each action and status write, not
+only when a key is taken. A replica that does not lead keeps its cache warm and does
+nothing else; on election it queues every key.
+
+A status write sends only what changed, with removed keys as null (a JSON merge patch
+keeps keys it is not told to drop); the watch event that echoes it is not a change,
+so the controller's own writes never queue a key again.
 
 Secret values read for a mount are redacted (`***`) from every log record and every
-status message this process writes.
+status message this process writes (`redact`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import secrets
 import signal
 import socket
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,10 +37,12 @@ from urllib3.exceptions import HTTPError
 
 from reservoir.client import types
 from reservoir.client.client import Client
-from reservoir.controller import reconcile as r
-from reservoir.controller.health import Heartbeat, serve_health
-from reservoir.controller.kube import CONFLICT, GONE, Kube, Obj, api_client, status_of
+from reservoir.controller import reconcile as planner
+from reservoir.controller.health import STALE_S, Heartbeat, serve_health
+from reservoir.controller.informer import Informer
+from reservoir.controller.kube import CONFLICT, Kube, Obj, api_client, status_of
 from reservoir.controller.lease import Elector, LeaseConfig
+from reservoir.controller.redact import Redactor
 from reservoir.controller.resources import (
     DATALOADS,
     DATASETS,
@@ -46,9 +55,9 @@ from reservoir.errors import AlreadyExists, NotFound, ReservoirError, Unavailabl
 
 log = logging.getLogger(__name__)
 
-WATCH_TIMEOUT_S = 300  # the API server ends watches anyway; start a fresh one this often
 RETRY_MAX_S = 60.0  # failing actions are retried with doubling delays up to this
 CONFLICT_RETRY_S = 0.2
+RECORD_ATTEMPTS = 3  # writes of what the master answered (a job ID) are tried this often
 
 
 @dataclass(frozen=True)
@@ -67,96 +76,61 @@ def default_identity() -> str:
     return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{secrets.token_hex(3)}"
 
 
-class Redactor(logging.Filter):
-    """Replaces every known secret value in log records with ***."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.values: set[str] = set()
-
-    def add(self, value: str) -> None:
-        if value:
-            self.values.add(value)
-
-    def redact(self, text: str) -> str:
-        for value in self.values:
-            text = text.replace(value, "***")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.values:
-            record.msg = self.redact(record.getMessage())
-            record.args = None
-            if record.exc_info:
-                record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
-        return True
+class NotLeading(Exception):
+    """The Lease was lost in the middle of a reconcile: stop acting."""
 
 
 class Controller:
     def __init__(
-        self, kube: Kube, client: Client, lease: LeaseConfig, redactor: Redactor | None = None
+        self,
+        kube: Kube,
+        client: Client,
+        lease: LeaseConfig,
+        redactor: Redactor | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kube = kube
         self.client = client
+        self.clock = clock
         self.queue = WorkQueue()
-        self.cache: dict[str, dict[str, Obj]] = {DATASETS: {}, DATALOADS: {}}
+        self.informer = Informer(kube, (DATASETS, DATALOADS), self._changed)
         self.redactor = redactor or Redactor()
-        self.elector = Elector(kube, lease, on_elected=self._queue_all)
         self.heartbeat = Heartbeat()
-        self._lock = threading.Lock()
+        self.elector = Elector(
+            kube, lease, on_elected=self._queue_all, worker_alive=self.heartbeat.healthy
+        )
         self._errors: dict[str, str] = {}
         self._failures: dict[str, int] = {}
 
     # -- watching ----------------------------------------------------------------------
 
     def _queue_all(self) -> None:
-        with self._lock:
-            keys = [f"{kind}:{k}" for kind, objs in self.cache.items() for k in objs]
-        for key in keys:
+        for key in self.informer.all_keys():
             self.queue.put(key)
 
-    def _store(self, plural: str, event: str, obj: Obj) -> None:
-        m = obj.get("metadata") or {}
-        key = f"{m.get('namespace', '')}/{m.get('name', '')}"
-        with self._lock:
-            if event == "DELETED":
-                self.cache[plural].pop(key, None)
-            else:
-                self.cache[plural][key] = obj
-            waiting = (
-                [
+    def _changed(self, plural: str, key: str, own: bool) -> None:
+        if not own:
+            self.queue.put(f"{plural}:{key}")
+        if plural == DATASETS:  # loads waiting for this Dataset to be Ready
+            namespace, _, name = key.partition("/")
+            with self.informer.lock:
+                waiting = [
                     k
-                    for k, o in self.cache[DATALOADS].items()
-                    if k.startswith(f"{m.get('namespace', '')}/")
-                    and (o.get("spec") or {}).get("dataset") == m.get("name")
+                    for k, o in self.informer.cache[DATALOADS].items()
+                    if k.startswith(f"{namespace}/")
+                    and (o.get("spec") or {}).get("dataset") == name
                 ]
-                if plural == DATASETS
-                else []
-            )
-        self.queue.put(f"{plural}:{key}")
-        for k in waiting:  # loads waiting for this Dataset to be Ready
-            self.queue.put(f"{DATALOADS}:{k}")
+            for k in waiting:
+                self.queue.put(f"{DATALOADS}:{k}")
 
-    def watch(self, plural: str, stop: threading.Event) -> None:
-        """List, then watch from there; list again when the watch ends or expires."""
-        while not stop.is_set():
-            try:
-                items, version = self.kube.list(plural)
-                with self._lock:
-                    self.cache[plural] = {}
-                for obj in items:
-                    self._store(plural, "ADDED", obj)
-                while not stop.is_set():
-                    for event, obj in self.kube.watch(plural, version, WATCH_TIMEOUT_S):
-                        version = (obj.get("metadata") or {}).get("resourceVersion", version)
-                        self._store(plural, event, obj)
-                        if stop.is_set():
-                            return
-            except (ApiException, HTTPError, OSError, ValueError) as exc:
-                if status_of(exc) != GONE:
-                    log.warning("watching %s: %s", plural, exc)
-                    stop.wait(1.0)
+    def problems(self) -> list[str]:
+        """What /healthz reports as wrong; empty when healthy."""
+        found = []
+        if not self.heartbeat.healthy():
+            found.append(f"stuck: the work loop has not turned for {STALE_S:.0f} s")
+        if not self.informer.healthy():
+            found.append("watches of the API server are failing")
+        return found
 
     # -- reconciling -------------------------------------------------------------------
 
@@ -177,29 +151,34 @@ class Controller:
         self._failures[key] = n
         return min(RETRY_MAX_S, 2.0 ** (n - 1))
 
+    def _lead(self) -> None:
+        if not self.elector.is_leader():
+            raise NotLeading
+
     def reconcile(self, key: str) -> None:
         plural, _, name = key.partition(":")
-        with self._lock:
-            obj = self.cache[plural].get(name)
-            datasets = [Dataset.of(o) for o in self.cache[DATASETS].values() if _valid(o)]
-        if obj is None:
+        cached = self.informer.get(plural, name)
+        if cached is None:
             return
-        now = datetime.now(UTC)
+        obj = dict(cached)  # our copy: actions update its metadata and status
+        with self.informer.lock:
+            objs = self.informer.cache[DATASETS].values()
+            datasets = [Dataset.of(o) for o in objs if _valid(o)]
+        now = self.clock()
         error = self._errors.get(key, "")
         try:
             if plural == DATASETS:
                 ds = Dataset.of(obj)
-                conflict = r.claimants(datasets).get(ds.meta.key, "")
-                plan = r.reconcile_dataset(
+                conflict = planner.claimants(datasets).get(ds.meta.key, "")
+                plan = planner.reconcile_dataset(
                     ds, self._master_dataset(ds.master_name), now, conflict=conflict, error=error
                 )
             else:
                 load = DataLoad.of(obj)
-                with self._lock:
-                    target = self.cache[DATASETS].get(f"{load.meta.namespace}/{load.dataset}")
+                target = self.informer.get(DATASETS, f"{load.meta.namespace}/{load.dataset}")
                 dataset = Dataset.of(target) if target and _valid(target) else None
                 job = self._job(load.status.get("jobId", ""))
-                plan = r.reconcile_load(load, dataset, job, now, error=error)
+                plan = planner.reconcile_load(load, dataset, job, now, error=error)
         except ReservoirError as exc:  # a spec the schema let through, the master down
             self._fail(key, plural, obj, exc)
             return
@@ -207,9 +186,19 @@ class Controller:
         fragments: dict[str, Any] = {}
         released = False
         try:
+            if plan.intent is not None:  # recorded before the master is asked
+                self._lead()
+                obj = self._write_status(plural, obj, plan.intent)
             for action in plan.actions:
+                self._lead()
+                self.heartbeat.beat()
                 fragments.update(self._act(plural, obj, action))
-                released = released or isinstance(action, r.RemoveFinalizer)
+                released = released or isinstance(action, planner.RemoveFinalizer)
+            if not fragments:  # nothing the master answered that must be kept
+                self._lead()
+        except NotLeading:
+            log.info("%s: no longer leading, stopped", key)
+            return
         except (ReservoirError, ApiException, HTTPError, OSError) as exc:
             if status_of(exc) == CONFLICT:  # our copy was stale: the watch brings the new one
                 self.queue.put(key, CONFLICT_RETRY_S)
@@ -232,7 +221,7 @@ class Controller:
                 # The Dataset's cached figures have moved: show them now, not at the next refresh.
                 ns = obj["metadata"]["namespace"]
                 self.queue.put(f"{DATASETS}:{ns}/{obj['spec']['dataset']}")
-            self._write_status(plural, obj, status)
+            self._write_status(plural, obj, status, RECORD_ATTEMPTS if fragments else 1)
         if plan.master_actions or (plan.actions and plan.requeue_after == 0):
             self.queue.put(key)  # look at the master's answer at once
         elif plan.requeue_after is not None:
@@ -255,19 +244,40 @@ class Controller:
         elif status.get("phase") != "Deleting":
             status["phase"] = "Failed"
         status["message"] = reason
+        if plural == DATASETS and not transient:
+            status["conditions"] = planner.condition(
+                status.get("conditions"), planner.READY, False, "Failed", reason, self.clock()
+            )
+        if not self.elector.is_leader():
+            return
         try:
             self._write_status(plural, obj, status)
         except (ApiException, HTTPError, OSError) as write_error:
             log.warning("%s: writing status: %s", key, write_error)
 
-    def _write_status(self, plural: str, obj: Obj, status: dict[str, Any]) -> None:
+    def _write_status(
+        self, plural: str, obj: Obj, status: dict[str, Any], attempts: int = 1
+    ) -> Obj:
+        """Make the stored status `status` (keys it lacks are removed); the object as
+        written. `attempts` > 1 for a status that records what the master answered."""
         if "message" in status:
             status["message"] = self.redactor.redact(str(status["message"]))
-        if status == obj.get("status"):
-            return  # nothing changed: no write, no watch event, no loop
+        old = obj.get("status") or {}
+        if status == old:
+            return obj  # nothing changed: no write, no watch event, no loop
+        patch = {**status, **{k: None for k in old if k not in status}}
         m = obj["metadata"]
-        updated = self.kube.patch_status(plural, m["namespace"], m["name"], status)
-        self._store(plural, "MODIFIED", updated)
+        for attempt in range(1, attempts + 1):
+            try:
+                updated = self.kube.patch_status(plural, m["namespace"], m["name"], patch)
+                break
+            except (ApiException, HTTPError, OSError) as exc:
+                if attempt == attempts or status_of(exc) in (400, 404, 422):
+                    raise
+                log.warning("%s/%s: writing status: %s (again)", *_ns(m), exc)
+                time.sleep(0.5 * attempt)
+        self.informer.store(plural, "MODIFIED", updated, base=m["resourceVersion"])
+        return updated
 
     def _master_dataset(self, name: str) -> types.Dataset | None:
         try:
@@ -283,20 +293,21 @@ class Controller:
         except NotFound:
             return None
 
-    def _act(self, plural: str, obj: Obj, action: r.Action) -> dict[str, Any]:
+    def _act(self, plural: str, obj: Obj, action: planner.Action) -> dict[str, Any]:
         """Carry out one action; status fields it produced (a load's job ID)."""
         m = obj["metadata"]
         match action:
-            case r.AddFinalizer() | r.RemoveFinalizer():
+            case planner.AddFinalizer() | planner.RemoveFinalizer():
                 finalizers = [f for f in m.get("finalizers") or [] if f != FINALIZER]
-                if isinstance(action, r.AddFinalizer):
+                if isinstance(action, planner.AddFinalizer):
                     finalizers.append(FINALIZER)
                 updated = self.kube.set_finalizers(
                     plural, m["namespace"], m["name"], finalizers, m["resourceVersion"]
                 )
                 obj["metadata"] = updated["metadata"]
+                self.informer.store(plural, "MODIFIED", updated, base=m["resourceVersion"])
                 log.info("%s/%s: finalizers %s", m["namespace"], m["name"], finalizers)
-            case r.CreateDataset():
+            case planner.CreateDataset():
                 options = dict(action.options)
                 for ref in action.secret_options:
                     value = self.kube.secret_value(m["namespace"], ref.secret, ref.key)
@@ -307,11 +318,11 @@ class Controller:
                     self.client.create_dataset(
                         action.name, action.uri, options, block_size=action.block_size
                     )
-            case r.DeleteDataset():
+            case planner.DeleteDataset():
                 log.info("deleting dataset %s on the master", action.name)
                 with contextlib.suppress(NotFound):
                     self.client.delete_dataset(action.name)
-            case r.SyncDataset():
+            case planner.SyncDataset():
                 result = self.client.sync_dataset(action.name)
                 log.info(
                     "synced %s: %d added, %d changed, %d removed",
@@ -320,22 +331,22 @@ class Controller:
                     result.changed,
                     result.removed,
                 )
-            case r.StartLoad():
+            case planner.StartLoad():
                 job = self.client.load(action.dataset, action.paths)
                 log.info("load %s of %s started for %s/%s", job.id, action.dataset, *_ns(m))
                 return {action.record: job.id}
-            case r.EnsureVolume():
-                self.kube.ensure_volume(action.pv, action.pvc)
-            case r.DeleteVolume():
-                self.kube.delete_volume(action.pv, action.namespace, action.pvc)
+            case planner.EnsureVolume():
+                self.kube.ensure_volume(action.pv, action.pvc, action.owner_uid)
+            case planner.DeleteVolume():
+                self.kube.delete_volume(action.pv, action.namespace, action.pvc, action.owner_uid)
         return {}
 
     # -- running -----------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         threads = [
-            threading.Thread(target=self.watch, args=(DATASETS, stop), daemon=True),
-            threading.Thread(target=self.watch, args=(DATALOADS, stop), daemon=True),
+            threading.Thread(target=self.informer.run, args=(DATASETS, stop), daemon=True),
+            threading.Thread(target=self.informer.run, args=(DATALOADS, stop), daemon=True),
             threading.Thread(target=self.elector.run, args=(stop,), daemon=True),
         ]
         for t in threads:
@@ -391,7 +402,7 @@ def serve(config: ControllerConfig) -> int:
     with Client(config.master) as client:
         controller = Controller(kube, client, lease, redactor)
         health = (
-            serve_health(config.health_listen, controller.heartbeat)
+            serve_health(config.health_listen, controller.problems)
             if config.health_listen
             else None
         )

@@ -30,12 +30,11 @@ from reservoir.controller.resources import (
     CRON,
     CSI_DRIVER,
     FINALIZER,
-    LABEL_DATASET,
-    LABEL_NAMESPACE,
     DataLoad,
     Dataset,
     SecretOption,
     parse_time,
+    volume_labels,
 )
 from reservoir.errors import InvalidArgument
 from reservoir.origin.open import SECRET_OPTIONS
@@ -53,6 +52,7 @@ WAIT_INTERVAL_S = 3.0
 # larger than any dataset, as Fluid does. The real size is in the Dataset's status.
 NOMINAL_CAPACITY = "100Pi"
 READY = "Ready"
+STARTING = "Starting"  # a DataLoad whose start is recorded, its job ID not yet
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
@@ -101,17 +101,22 @@ class StartLoad:
 
 @dataclass(frozen=True)
 class EnsureVolume:
-    """Create these if missing (a bound PV and claim are otherwise left alone)."""
+    """Create these if missing (a bound PV and claim are otherwise left alone); ones
+    of these names that are not the Dataset's (`owner_uid`) are a conflict."""
 
     pv: dict[str, Any]
     pvc: dict[str, Any]
+    owner_uid: str
 
 
 @dataclass(frozen=True)
 class DeleteVolume:
+    """Delete the claim and PV, only those that are the Dataset's (`owner_uid`)."""
+
     pv: str
     namespace: str
     pvc: str
+    owner_uid: str
 
 
 Action = (
@@ -131,6 +136,9 @@ class Plan:
     actions: tuple[Action, ...] = ()
     status: dict[str, Any] | None = None  # None: leave the status alone
     requeue_after: float | None = None  # seconds; None: only on the next event
+    # Written before the actions: a load's "Starting" record, so that a start whose
+    # job ID was never recorded is seen as such on the next reconcile.
+    intent: dict[str, Any] | None = None
 
     @property
     def master_actions(self) -> tuple[Action, ...]:
@@ -201,7 +209,7 @@ def volume(ds: Dataset) -> EnsureVolume:
     """A static PV bound to the CSI driver, pre-bound to a claim named as the Dataset,
     owned by it (the claim is collected with it; a PV is cluster-scoped, so the
     controller deletes that itself)."""
-    labels = {LABEL_DATASET: ds.meta.name, LABEL_NAMESPACE: ds.meta.namespace}
+    labels = volume_labels(ds.meta.namespace, ds.meta.name)
     pv_name = volume_name(ds)
     pv = {
         "apiVersion": "v1",
@@ -248,7 +256,7 @@ def volume(ds: Dataset) -> EnsureVolume:
             "volumeName": pv_name,
         },
     }
-    return EnsureVolume(pv, pvc)
+    return EnsureVolume(pv, pvc, ds.meta.uid)
 
 
 def _create(ds: Dataset) -> list[Action]:
@@ -327,7 +335,7 @@ def reconcile_dataset(
             return Plan()  # not ours to hold back any more
         actions: list[Action] = [DeleteDataset(ds.master_name)] if master is not None else []
         actions += [
-            DeleteVolume(volume_name(ds), ds.meta.namespace, ds.meta.name),
+            DeleteVolume(volume_name(ds), ds.meta.namespace, ds.meta.name, ds.meta.uid),
             RemoveFinalizer(),
         ]
         status = dataset_status(ds, master, now, phase="Deleting", message=error)
@@ -415,6 +423,15 @@ def _schedule_next(load: DataLoad) -> datetime:
     return schedule.next_after(since)
 
 
+def _start(load: DataLoad, start: StartLoad, now: datetime, since: str, **extra: Any) -> Plan:
+    """Record the start (phase Starting), start, then show it Running; the caller
+    adds the job ID the master answered."""
+    fields = {"progress": "0.0%", "startTime": since, **extra}
+    intent = load_status(load, None, now, phase=STARTING, **fields)
+    status = load_status(load, None, now, phase="Running", **fields)
+    return Plan((start,), status, BUSY_INTERVAL_S, intent=intent)
+
+
 def reconcile_load(
     load: DataLoad,
     dataset: Dataset | None,
@@ -448,29 +465,21 @@ def reconcile_load(
         )
 
     start = StartLoad(dataset.master_name, load.paths, "jobId")
+    if not job_id and load.status.get("phase") == STARTING:
+        # A start was recorded but no job ID: it failed, or its answer was lost. The
+        # master cannot be asked which, so start (again): at least once.
+        return _start(load, start, now, load.status.get("startTime") or _time(now))
     if load.policy != CRON:
         if job is not None:
             return Plan((), load_status(load, job, now))  # Once, and done
-        status = load_status(
-            load, None, now, phase="Running", progress="0.0%", startTime=_time(now)
-        )
-        return Plan((start,), status, BUSY_INTERVAL_S)
+        return _start(load, start, now, _time(now))
 
     try:
         due = _schedule_next(load)
     except InvalidArgument as exc:
         return Plan((), load_status(load, job, now, phase="Failed", message=str(exc)))
     if due <= now:
-        status = load_status(
-            load,
-            None,
-            now,
-            phase="Running",
-            progress="0.0%",
-            startTime=_time(now),
-            lastScheduleTime=_time(now),
-        )
-        return Plan((start,), status, BUSY_INTERVAL_S)
+        return _start(load, start, now, _time(now), lastScheduleTime=_time(now))
     pending = {"phase": "Pending", "message": f"next run at {_time(due)}"} if job is None else {}
     status = load_status(load, job, now, nextScheduleTime=_time(due), **pending)
     return Plan((), status, min((due - now).total_seconds(), 3600.0))

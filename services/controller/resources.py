@@ -23,6 +23,7 @@ from typing import Any
 
 from reservoir import paths
 from reservoir.errors import InvalidArgument
+from reservoir.origin.open import SECRET_OPTIONS
 from reservoir.units import parse_size
 
 GROUP = "data.reservoir.dev"
@@ -36,6 +37,10 @@ CSI_DRIVER = "fuse.csi.reservoir.dev"
 # Labels on the PersistentVolume and claim made for a Dataset: who they belong to.
 LABEL_DATASET = f"{GROUP}/dataset"
 LABEL_NAMESPACE = f"{GROUP}/namespace"
+# The only options a Dataset may take from a Secret: credentials. Anything else (an
+# endpoint above all) would let a Dataset's author send a Secret of the namespace to
+# a server of their choosing. The CRD's schema holds the same list.
+CREDENTIAL_OPTIONS = frozenset({"access_key_id", *SECRET_OPTIONS})
 
 _HASHED_STEM = 54  # 54 + "-" + 8 hex digits = 63, the longest label
 _NOT_LABEL = re.compile(r"[^a-z0-9-]+")
@@ -54,6 +59,11 @@ def master_name(namespace: str, name: str) -> str:
     digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:8]
     stem = _NOT_LABEL.sub("-", candidate)[:_HASHED_STEM].strip("-")
     return f"{stem}-{digest}"
+
+
+def volume_labels(namespace: str, name: str) -> dict[str, str]:
+    """The labels that mark the PersistentVolume made for Dataset `namespace/name`."""
+    return {LABEL_DATASET: name, LABEL_NAMESPACE: namespace}
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -141,6 +151,13 @@ class Dataset:
             )
             for o in m.get("optionsFrom") or []
         )
+        for o in secret_options:
+            if o.option not in CREDENTIAL_OPTIONS:
+                allowed = ", ".join(sorted(CREDENTIAL_OPTIONS))
+                raise InvalidArgument(
+                    f"optionsFrom takes only credentials ({allowed}), not {o.option!r}:"
+                    " put it in options"
+                )
         block = spec.get("blockSize", 0)
         return cls(
             meta=meta,

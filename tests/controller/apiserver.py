@@ -10,11 +10,14 @@ controller uses, with the semantics it relies on, over real HTTP in a thread:
   `/status` changes only the status, the main path never does);
 - DELETE: with finalizers it sets `deletionTimestamp`; the object goes when the last
   finalizer is removed, as the real server does;
-- `compact()`: open and stale watches get `410 Gone`, as after etcd compaction.
+- DELETE with `preconditions.uid` in its body: 409 if the object's UID differs;
+- `compact()`: open and stale watches get `410 Gone`, as after etcd compaction;
+- `stall(path_part, seconds)`: the next request whose path contains `path_part`
+  gets no answer for that long, as a hung connection.
 
 Objects carry uid, resourceVersion (one counter), generation and creationTimestamp.
-Every write is recorded with the client's User-Agent, so a test can tell which
-controller replica did what.
+Every write is recorded with the client's User-Agent and its body, so a test can tell
+which controller replica did what, and how often.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Write:
     method: str
     path: str
     agent: str
+    body: Any = None
 
 
 def _merge(target: Any, patch: Any) -> Any:
@@ -88,6 +92,7 @@ class ApiServer:
         self.cv = threading.Condition()
         self.stopping = False
         self.compacted = 0  # events up to this version are forgotten: older watches get 410
+        self.stalls: list[tuple[str, float]] = []  # (path part, seconds), each used once
         handler = type("Handler", (_Handler,), {"api": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -185,12 +190,16 @@ class ApiServer:
                     new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
             return 200, self._store(key, new)
 
-    def delete(self, resource: str, namespace: str, name: str) -> tuple[int, Obj]:
+    def delete(
+        self, resource: str, namespace: str, name: str, uid: str | None = None
+    ) -> tuple[int, Obj]:
         with self.cv:
             key = (resource, namespace, name)
             obj = self.objects.get(key)
             if obj is None:
                 return 404, _status(404, "NotFound", f"{name} not found")
+            if uid and obj["metadata"]["uid"] != uid:
+                return 409, _status(409, "Conflict", f"precondition failed: UID {uid}")
             obj = copy.deepcopy(obj)
             obj["metadata"].setdefault("deletionTimestamp", _now())
             return 200, self._store(key, obj)
@@ -217,6 +226,18 @@ class ApiServer:
             self.compacted = self.version
             self.events.clear()
             self.cv.notify_all()
+
+    def stall(self, path_part: str, seconds: float) -> None:
+        with self.cv:
+            self.stalls.append((path_part, seconds))
+
+    def _stalled(self, path: str) -> float:
+        with self.cv:
+            for i, (part, seconds) in enumerate(self.stalls):
+                if part in path:
+                    del self.stalls[i]
+                    return seconds
+        return 0.0
 
     def writes_by(self, agent_part: str, *, exclude: str = "leases") -> list[Write]:
         return [w for w in self.writes if agent_part in w.agent and exclude not in w.path]
@@ -256,11 +277,22 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         return json.loads(self.rfile.read(n) or b"{}")
 
-    def _record(self) -> None:
+    def _record(self, body: Obj | None = None) -> None:
         with self.api.cv:
             self.api.writes.append(
-                Write(self.command, urlparse(self.path).path, self.headers.get("User-Agent", ""))
+                Write(
+                    self.command,
+                    urlparse(self.path).path,
+                    self.headers.get("User-Agent", ""),
+                    body,
+                )
             )
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        if ok and (seconds := self.api._stalled(self.path)):
+            time.sleep(seconds)  # the client gave up long ago, or not
+        return ok
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
@@ -323,26 +355,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def do_POST(self) -> None:
-        self._record()
+        body = self._body()
+        self._record(body)
         resource, namespace, _, _ = _parse(urlparse(self.path).path)
-        self._send(*self.api.create(resource, namespace, self._body()))
+        self._send(*self.api.create(resource, namespace, body))
 
     def do_PUT(self) -> None:
-        self._record()
+        body = self._body()
+        self._record(body)
         resource, namespace, name, sub = _parse(urlparse(self.path).path)
-        self._send(
-            *self.api.update((resource, namespace, name), self._body(), patch=False, sub=sub)
-        )
+        self._send(*self.api.update((resource, namespace, name), body, patch=False, sub=sub))
 
     def do_PATCH(self) -> None:
-        self._record()
+        body = self._body()
+        self._record(body)
         if "merge-patch" not in (self.headers.get("Content-Type") or ""):
             self._send(415, _status(415, "UnsupportedMediaType", "only merge patches here"))
             return
         resource, namespace, name, sub = _parse(urlparse(self.path).path)
-        self._send(*self.api.update((resource, namespace, name), self._body(), patch=True, sub=sub))
+        self._send(*self.api.update((resource, namespace, name), body, patch=True, sub=sub))
 
     def do_DELETE(self) -> None:
-        self._record()
+        body = self._body()
+        self._record(body)
         resource, namespace, name, _ = _parse(urlparse(self.path).path)
-        self._send(*self.api.delete(resource, namespace, name))
+        uid = (body.get("preconditions") or {}).get("uid")
+        self._send(*self.api.delete(resource, namespace, name, uid))

@@ -11,10 +11,10 @@ import pytest
 
 from reservoir import paths
 from reservoir.client import types
-from reservoir.controller import reconcile as r
+from reservoir.controller import reconcile as planner
 from reservoir.controller.cron import Schedule
-from reservoir.controller.lease import decide
-from reservoir.controller.main import Redactor
+from reservoir.controller.lease import Decision, decide
+from reservoir.controller.redact import Redactor
 from reservoir.controller.resources import FINALIZER, DataLoad, Dataset, master_name
 from reservoir.controller.workqueue import WorkQueue
 from reservoir.errors import InvalidArgument
@@ -77,7 +77,7 @@ def job(**fields: Any) -> types.LoadJob:
     return types.LoadJob(**values)
 
 
-def kinds(plan: r.Plan) -> list[str]:
+def kinds(plan: planner.Plan) -> list[str]:
     return [type(a).__name__ for a in plan.actions]
 
 
@@ -99,8 +99,8 @@ def test_an_older_dataset_keeps_a_colliding_master_name() -> None:
     older = Dataset.of(ds_obj("b-c", "a"))
     newer = Dataset.of(ds_obj("c", "a-b", meta={"creationTimestamp": "2026-03-04T05:01:00Z"}))
     assert older.master_name == newer.master_name == "a-b-c"
-    assert r.claimants([newer, older]) == {"a-b/c": "a/b-c"}
-    plan = r.reconcile_dataset(newer, None, NOW, conflict="a/b-c")
+    assert planner.claimants([newer, older]) == {"a-b/c": "a/b-c"}
+    plan = planner.reconcile_dataset(newer, None, NOW, conflict="a/b-c")
     assert plan.actions == () and plan.status and plan.status["phase"] == "Failed"
     assert "taken by Dataset a/b-c" in plan.status["message"]
 
@@ -111,20 +111,20 @@ def test_an_older_dataset_keeps_a_colliding_master_name() -> None:
 def test_a_new_dataset_gets_the_finalizer_first_then_is_created_with_secret_references() -> None:
     ref = {"name": "secret_access_key", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}
     ds = Dataset.of(ds_obj(mount={"optionsFrom": [ref]}, blockSize="1MiB", preload=True))
-    plan = r.reconcile_dataset(ds, None, NOW)
+    plan = planner.reconcile_dataset(ds, None, NOW)
     assert kinds(plan) == ["AddFinalizer", "CreateDataset", "StartLoad"]
     create = plan.actions[1]
-    assert isinstance(create, r.CreateDataset)
+    assert isinstance(create, planner.CreateDataset)
     assert create.name == "team-images" and create.block_size == 1 << 20
     assert create.options == {"region": "eu"}  # the secret stays a reference
     assert create.secret_options[0].secret == "s" and create.secret_options[0].key == "k"
     assert plan.status and plan.status["phase"] == "Pending"
-    assert plan.actions[2] == r.StartLoad("team-images", (), "preloadJob")
+    assert plan.actions[2] == planner.StartLoad("team-images", (), "preloadJob")
 
 
 def test_a_ready_dataset_shows_the_masters_figures_and_has_a_volume() -> None:
     ds = Dataset.of(ds_obj(meta={"finalizers": [FINALIZER]}))
-    plan = r.reconcile_dataset(ds, on_master(), NOW)
+    plan = planner.reconcile_dataset(ds, on_master(), NOW)
     assert kinds(plan) == ["EnsureVolume"]
     s = plan.status
     assert s is not None
@@ -136,9 +136,9 @@ def test_a_ready_dataset_shows_the_masters_figures_and_has_a_volume() -> None:
         "25.0%",
     )
     assert s["observedGeneration"] == 2 and s["lastSyncTime"] == "2026-03-04T05:05:07Z"
-    assert plan.requeue_after == r.STATUS_INTERVAL_S
+    assert plan.requeue_after == planner.STATUS_INTERVAL_S
     # The condition's transition time moves only when its status does.
-    again = r.reconcile_dataset(
+    again = planner.reconcile_dataset(
         Dataset.of(ds_obj(meta={"finalizers": [FINALIZER]}, status=s)),
         on_master(),
         NOW + timedelta(minutes=5),
@@ -148,7 +148,7 @@ def test_a_ready_dataset_shows_the_masters_figures_and_has_a_volume() -> None:
 
 @pytest.mark.parametrize("version", ["1.33.0", "1.35.0"])
 def test_the_volume_is_a_valid_static_pv_and_claim(version: str) -> None:
-    volume = r.volume(Dataset.of(ds_obj()))
+    volume = planner.volume(Dataset.of(ds_obj()))
     for obj in (volume.pv, volume.pvc):
         kubernetes_validate.validate(obj, version, strict=True)
     assert volume.pv["spec"]["csi"]["volumeHandle"] == "team-images"
@@ -157,33 +157,33 @@ def test_the_volume_is_a_valid_static_pv_and_claim(version: str) -> None:
 
 def test_a_changed_mount_recreates_and_sync_follows_the_interval() -> None:
     ds = Dataset.of(ds_obj(meta={"finalizers": [FINALIZER]}, syncIntervalSeconds=120))
-    moved = r.reconcile_dataset(ds, on_master(mount="s3://bucket/old"), NOW)
+    moved = planner.reconcile_dataset(ds, on_master(mount="s3://bucket/old"), NOW)
     assert kinds(moved) == ["DeleteDataset", "CreateDataset"]
     assert moved.status and "mount changed" in moved.status["message"]
     seen = Dataset.of(ds_obj(meta={"finalizers": [FINALIZER]}, status={"observedGeneration": 2}))
-    assert kinds(r.reconcile_dataset(seen, on_master(mount="s3://bucket/old"), NOW)) == [
+    assert kinds(planner.reconcile_dataset(seen, on_master(mount="s3://bucket/old"), NOW)) == [
         "EnsureVolume"
     ]  # no spec change since it was last seen: never a delete-create loop
-    assert kinds(r.reconcile_dataset(ds, on_master(), NOW)) == ["EnsureVolume"]
+    assert kinds(planner.reconcile_dataset(ds, on_master(), NOW)) == ["EnsureVolume"]
     stale = on_master(synced_ms=MS - 121_000)
-    assert kinds(r.reconcile_dataset(ds, stale, NOW)) == ["SyncDataset", "EnsureVolume"]
+    assert kinds(planner.reconcile_dataset(ds, stale, NOW)) == ["SyncDataset", "EnsureVolume"]
 
 
 def test_deleting_removes_the_master_dataset_then_the_volume_then_the_finalizer() -> None:
     deleting = {"finalizers": [FINALIZER], "deletionTimestamp": "2026-03-04T05:06:00Z"}
     ds = Dataset.of(ds_obj(meta=deleting))
-    plan = r.reconcile_dataset(ds, on_master(), NOW)
+    plan = planner.reconcile_dataset(ds, on_master(), NOW)
     assert kinds(plan) == ["DeleteDataset", "DeleteVolume", "RemoveFinalizer"]
     assert plan.status and plan.status["phase"] == "Deleting"
-    gone = r.reconcile_dataset(ds, None, NOW)
+    gone = planner.reconcile_dataset(ds, None, NOW)
     assert kinds(gone) == ["DeleteVolume", "RemoveFinalizer"]
     released = Dataset.of(ds_obj(meta={"deletionTimestamp": "2026-03-04T05:06:00Z"}))
-    assert r.reconcile_dataset(released, on_master(), NOW) == r.Plan()
+    assert planner.reconcile_dataset(released, on_master(), NOW) == planner.Plan()
 
 
 def test_an_error_is_shown_and_retried() -> None:
     ds = Dataset.of(ds_obj(meta={"finalizers": [FINALIZER]}))
-    plan = r.reconcile_dataset(ds, None, NOW, error="Secret team/s does not exist")
+    plan = planner.reconcile_dataset(ds, None, NOW, error="Secret team/s does not exist")
     assert kinds(plan) == ["CreateDataset"]
     assert plan.status and plan.status["phase"] == "Failed"
     assert plan.status["message"] == "Secret team/s does not exist"
@@ -217,44 +217,44 @@ READY_DS = Dataset.of(ds_obj(status={"phase": "Ready"}))
 
 def test_a_load_waits_for_its_dataset_then_starts_once() -> None:
     load = DataLoad.of(load_obj(paths=["dir"]))
-    waiting = r.reconcile_load(load, None, None, NOW)
+    waiting = planner.reconcile_load(load, None, None, NOW)
     assert waiting.actions == () and waiting.status and waiting.status["phase"] == "Pending"
     pending = Dataset.of(ds_obj(status={"phase": "Pending"}))
-    assert r.reconcile_load(load, pending, None, NOW).actions == ()
-    plan = r.reconcile_load(load, READY_DS, None, NOW)
-    assert plan.actions == (r.StartLoad("team-images", ("dir",), "jobId"),)
+    assert planner.reconcile_load(load, pending, None, NOW).actions == ()
+    plan = planner.reconcile_load(load, READY_DS, None, NOW)
+    assert plan.actions == (planner.StartLoad("team-images", ("dir",), "jobId"),)
     assert plan.status and plan.status["phase"] == "Running"
 
 
 def test_a_running_load_reports_progress_and_duration_then_ends() -> None:
     load = DataLoad.of(load_obj(status={"jobId": "j1"}))
-    running = r.reconcile_load(load, READY_DS, job(), NOW)
+    running = planner.reconcile_load(load, READY_DS, job(), NOW)
     assert running.actions == ()
     assert running.status and running.status["progress"] == "25.0%"
     assert running.status["duration"] == "1m15s" and running.status["phase"] == "Running"
     done = job(state="Succeeded", loaded_bytes=4000, finished_ms=MS - 5000)
-    ended = r.reconcile_load(load, READY_DS, done, NOW)
+    ended = planner.reconcile_load(load, READY_DS, done, NOW)
     assert ended.actions == () and ended.requeue_after is None
     assert ended.status and (ended.status["phase"], ended.status["progress"]) == (
         "Succeeded",
         "100.0%",
     )
     assert ended.status["duration"] == "1m10s"
-    forgotten = r.reconcile_load(load, READY_DS, None, NOW)
+    forgotten = planner.reconcile_load(load, READY_DS, None, NOW)
     assert forgotten.status and forgotten.status["phase"] == "Failed"
 
 
 def test_a_cron_load_runs_when_due() -> None:
     load = DataLoad.of(load_obj(policy="Cron", schedule="*/10 * * * *"))
-    due = r.reconcile_load(load, READY_DS, None, NOW)  # created 05:00, first run 05:10 > now
+    due = planner.reconcile_load(load, READY_DS, None, NOW)  # created 05:00, first run 05:10 > now
     assert due.actions == () and due.status
     assert due.status["nextScheduleTime"] == "2026-03-04T05:10:00Z"
     later = NOW.replace(minute=10, second=30)
-    run = r.reconcile_load(load, READY_DS, None, later)
+    run = planner.reconcile_load(load, READY_DS, None, later)
     assert len(run.actions) == 1 and run.status
     assert run.status["lastScheduleTime"] == "2026-03-04T05:10:30Z"
     bad = DataLoad.of(load_obj(policy="Cron", schedule="61 * * * *"))
-    failed = r.reconcile_load(bad, READY_DS, None, NOW)
+    failed = planner.reconcile_load(bad, READY_DS, None, NOW)
     assert failed.status and failed.status["phase"] == "Failed"
     assert "61 * * * *" in failed.status["message"]
 
@@ -293,11 +293,11 @@ def test_a_schedule_that_never_fires_is_refused() -> None:
 
 def test_lease_decisions() -> None:
     held = {"spec": {"holderIdentity": "other"}}
-    assert decide(None, "me", expired=False) == "create"
-    assert decide({"spec": {"holderIdentity": "me"}}, "me", expired=False) == "renew"
-    assert decide(held, "me", expired=False) == "wait"
-    assert decide(held, "me", expired=True) == "take"
-    assert decide({"spec": {"holderIdentity": ""}}, "me", expired=False) == "take"
+    assert decide(None, "me", expired=False) is Decision.CREATE
+    assert decide({"spec": {"holderIdentity": "me"}}, "me", expired=False) is Decision.RENEW
+    assert decide(held, "me", expired=False) is Decision.WAIT
+    assert decide(held, "me", expired=True) is Decision.TAKE
+    assert decide({"spec": {"holderIdentity": ""}}, "me", expired=False) is Decision.TAKE
 
 
 def test_the_work_queue_holds_a_key_once_at_its_earliest_time() -> None:

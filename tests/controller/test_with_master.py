@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from reservoir.client import Client
-from reservoir.controller import reconcile as r
+from reservoir.controller import reconcile as planner
 from reservoir.controller.resources import FINALIZER, DataLoad, Dataset
 from reservoir.errors import FailedPrecondition, NotFound
 from tests.fixtures.mesh import Mesh
@@ -26,28 +26,28 @@ def master_answer(client: Client, name: str) -> Any:
         return None
 
 
-def carry_out(client: Client, obj: dict[str, Any], plan: r.Plan) -> dict[str, Any]:
+def carry_out(client: Client, obj: dict[str, Any], plan: planner.Plan) -> dict[str, Any]:
     """What the controller does with a plan, minus Kubernetes: finalizers on the dict,
     master actions through the client. The status fields the actions produced."""
     produced: dict[str, Any] = {}
     finalizers = obj["metadata"].setdefault("finalizers", [])
     for action in plan.actions:
         match action:
-            case r.AddFinalizer():
+            case planner.AddFinalizer():
                 finalizers.append(FINALIZER)
-            case r.RemoveFinalizer():
+            case planner.RemoveFinalizer():
                 finalizers.remove(FINALIZER)
-            case r.CreateDataset():
+            case planner.CreateDataset():
                 assert not action.secret_options
                 client.create_dataset(
                     action.name, action.uri, action.options, block_size=action.block_size
                 )
-            case r.DeleteDataset():
+            case planner.DeleteDataset():
                 with contextlib.suppress(NotFound):
                     client.delete_dataset(action.name)
-            case r.SyncDataset():
+            case planner.SyncDataset():
                 client.sync_dataset(action.name)
-            case r.StartLoad():
+            case planner.StartLoad():
                 produced[action.record] = client.load(action.dataset, action.paths).id
     return produced
 
@@ -57,7 +57,9 @@ def settle_dataset(client: Client, obj: dict[str, Any], rounds: int = 5) -> list
     taken: list[str] = []
     for _ in range(rounds):
         ds = Dataset.of(obj)
-        plan = r.reconcile_dataset(ds, master_answer(client, ds.master_name), datetime.now(UTC))
+        plan = planner.reconcile_dataset(
+            ds, master_answer(client, ds.master_name), datetime.now(UTC)
+        )
         produced = carry_out(client, obj, plan)
         if plan.status is not None:
             obj["status"] = {**plan.status, **produced}
@@ -97,14 +99,14 @@ def test_create_status_load_progress_and_delete(module_mesh: Mesh, tmp_path: Pat
             "spec": {"dataset": "corpus", "paths": ["sub"]},
         }
         ready = Dataset.of(obj)
-        plan = r.reconcile_load(DataLoad.of(load_obj), ready, None, datetime.now(UTC))
+        plan = planner.reconcile_load(DataLoad.of(load_obj), ready, None, datetime.now(UTC))
         load_obj["status"] = {**(plan.status or {}), **carry_out(client, load_obj, plan)}
         job_id = load_obj["status"]["jobId"]
         deadline = time.monotonic() + 30
         while load_obj["status"]["phase"] == "Running":
             assert time.monotonic() < deadline, load_obj["status"]
             job = client.load_job(job_id)
-            plan = r.reconcile_load(DataLoad.of(load_obj), ready, job, datetime.now(UTC))
+            plan = planner.reconcile_load(DataLoad.of(load_obj), ready, job, datetime.now(UTC))
             assert plan.actions == ()
             load_obj["status"] = plan.status
             time.sleep(0.1)
@@ -131,13 +133,13 @@ def test_a_bad_mount_fails_with_the_masters_reason(module_mesh: Mesh, tmp_path: 
         "spec": {"mounts": [{"uri": f"file://{tmp_path}/missing"}]},
     }
     ds = Dataset.of(obj)
-    plan = r.reconcile_dataset(ds, None, datetime.now(UTC))
+    plan = planner.reconcile_dataset(ds, None, datetime.now(UTC))
     with module_mesh.client() as client:
         with pytest.raises(FailedPrecondition) as caught:
             carry_out(client, obj, plan)
         error = str(caught.value)
         assert "missing" in error
-        failed = r.reconcile_dataset(Dataset.of(obj), None, datetime.now(UTC), error=error)
+        failed = planner.reconcile_dataset(Dataset.of(obj), None, datetime.now(UTC), error=error)
         assert failed.status and failed.status["phase"] == "Failed"
         assert failed.status["message"] == error
 
@@ -158,7 +160,9 @@ def test_a_dataset_is_synced_when_its_interval_has_passed(
         (root / "two").write_bytes(b"2" * 200)
         time.sleep(1.1)
         ds = Dataset.of(obj)
-        plan = r.reconcile_dataset(ds, master_answer(client, ds.master_name), datetime.now(UTC))
+        plan = planner.reconcile_dataset(
+            ds, master_answer(client, ds.master_name), datetime.now(UTC)
+        )
         assert [type(a).__name__ for a in plan.actions] == ["SyncDataset", "EnsureVolume"]
         carry_out(client, obj, plan)
         settle_dataset(client, obj)

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from reservoir.controller import reconcile as r
+from reservoir.controller import reconcile as planner
 from reservoir.controller.resources import Dataset
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -230,7 +230,7 @@ def test_the_inference_example_mounts_the_datasets_claim(examples: list[Obj]) ->
     [mounted] = [m for c in containers(deployment) for m in c["volumeMounts"]]
     assert mounted["mountPropagation"] == "HostToContainer"
     # The claim the controller makes for it names the PV it makes, in that namespace.
-    made = r.volume(Dataset.of(dataset))
+    made = planner.volume(Dataset.of(dataset))
     assert made.pvc["metadata"]["name"] == "llama"
     assert made.pvc["metadata"]["namespace"] == deployment["metadata"]["namespace"]
     secret = one(examples, "Secret", "s3-credentials")
