@@ -102,8 +102,8 @@ class Volumes:
         target = str(target_path)
         async with _lock(self._target_locks, target):
             volume = self.owner(target)
-            if volume is None:  # never published here, unpublished already, or
-                await asyncio.to_thread(_unmount_unrecorded, target_path)  # not saved
+            if volume is None:  # never published, unpublished, or bound but not saved
+                await asyncio.to_thread(_unmount_unrecorded, target_path)
                 return
             if volume.volume_id != volume_id:
                 raise NotFound(f"{target} holds volume {volume.volume_id!r}, not {volume_id!r}")
