@@ -2,8 +2,8 @@
 
 Every process starts in its own session and process group (so Ctrl-C in the terminal
 reaches the benchmark only, which then stops them from its `finally`), and dies with
-the benchmark if that is killed outright (PR_SET_PDEATHSIG). `stop` sends SIGTERM to
-the process group, then SIGKILL if it has not exited in time. `reservoir up` stops
+the benchmark if that is killed outright (PR_SET_PDEATHSIG, through setpriv). `stop`
+sends SIGTERM to the process group, then SIGKILL if it has not exited in time. `reservoir up` stops
 its own children (etcd, master, workers) on SIGTERM, and they die with it otherwise.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -27,7 +28,7 @@ import boto3
 import grpc
 from botocore.config import Config
 
-from reservoir.processes import die_with_parent, free_port
+from reservoir.processes import free_port
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,16 +37,23 @@ STOP_TIMEOUT = 15.0
 S3_KEY = S3_SECRET = "S3RVER"  # what s3rver accepts; moto accepts anything
 
 
+# Children die with the benchmark (PR_SET_PDEATHSIG) through setpriv(1), which sets
+# it and execs the command. Not a Popen preexec_fn: once the benchmark holds gRPC
+# channels, Python runs gRPC's at-fork hooks in a child forked for a preexec_fn, and
+# gRPC's poller then died on the fds Popen closes (seen: "epoll_wait error: Bad file
+# descriptor", the child gone before exec). Without preexec_fn no Python runs there.
+DIE_WITH_US = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
+
+
 def spawn(stack: ExitStack, argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
     """Start `argv` with output to `log`; `stack` stops it on the way out."""
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            list(argv),
+            [*DIE_WITH_US, *argv],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent,
         )
     stack.callback(stop, process)
     return process
@@ -263,10 +271,6 @@ class Storm:
     last: float  # ... the last one
     results: tuple[dict[str, Any], ...]
 
-    @property
-    def total_bytes(self) -> int:
-        return sum(r.get("bytes", 0) for r in self.results)
-
 
 def run_readers(
     spec: dict[str, Any], n: int, sha: str | None = None, before: Callable[[], None] | None = None
@@ -275,9 +279,8 @@ def run_readers(
     the release. Fails loudly if a reader failed, read a wrong count or wrong bytes."""
     script = Path(__file__).with_name("readers.py")
     launcher = subprocess.Popen(
-        [sys.executable, str(script)],
+        [*DIE_WITH_US, sys.executable, str(script)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
-        preexec_fn=die_with_parent,
     )  # fmt: skip
     try:
         assert launcher.stdin and launcher.stdout

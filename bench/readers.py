@@ -178,13 +178,15 @@ def child(spec: dict[str, Any], ready_w: int, go_r: int, out_w: int) -> None:
     except BaseException as exc:  # reported to the benchmark, which fails loudly
         if not start:
             os.write(ready_w, b"r")
-        result = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}
+        # Short enough for one atomic pipe write (PIPE_BUF, 4 KiB) among N children.
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        result = {"error": error, "trace": traceback.format_exc()[-3000:]}
     os.write(out_w, (json.dumps(result) + "\n").encode())
 
 
 def main() -> int:
     spec = json.loads(sys.stdin.readline())
-    from reservoir.processes import tune_allocator
+    from reservoir.processes import die_with_parent, tune_allocator
 
     tune_allocator()  # as the `reservoir` command does for itself
     if spec["kind"] == "direct":
@@ -202,6 +204,7 @@ def main() -> int:
         pid = os.fork()
         if pid == 0:
             try:
+                die_with_parent()  # a launcher killed outright takes its readers along
                 child(spec, ready_w, go_r, out_w)
             finally:
                 os._exit(0)
