@@ -195,6 +195,14 @@ def test_a_spec_the_schema_cannot_judge_is_refused() -> None:
         Dataset.of(ds_obj(blockSize="lots"))
 
 
+def test_options_from_secrets_are_credentials_only() -> None:
+    ref = {"secretKeyRef": {"name": "creds", "key": "url"}}
+    with pytest.raises(InvalidArgument, match=r"optionsFrom takes only credentials .* 'endpoint'"):
+        Dataset.of(ds_obj(mount={"optionsFrom": [{"name": "endpoint", "valueFrom": ref}]}))
+    ok = Dataset.of(ds_obj(mount={"optionsFrom": [{"name": "access_key_id", "valueFrom": ref}]}))
+    assert [o.option for o in ok.mount.secret_options] == ["access_key_id"]
+
+
 # -- loads ---------------------------------------------------------------------------
 
 
@@ -224,6 +232,29 @@ def test_a_load_waits_for_its_dataset_then_starts_once() -> None:
     plan = planner.reconcile_load(load, READY_DS, None, NOW)
     assert plan.actions == (planner.StartLoad("team-images", ("dir",), "jobId"),)
     assert plan.status and plan.status["phase"] == "Running"
+    # The start is recorded before the master is asked.
+    assert plan.intent and plan.intent["phase"] == "Starting"
+    assert plan.intent["startTime"] == plan.status["startTime"] == "2026-03-04T05:06:07Z"
+
+
+def test_a_recorded_start_without_a_job_id_is_started_again_for_the_same_run() -> None:
+    recorded = {"phase": "Starting", "startTime": "2026-03-04T05:06:07Z"}
+    later = NOW.replace(minute=7)
+    once = DataLoad.of(load_obj(status=recorded))
+    plan = planner.reconcile_load(once, READY_DS, None, later)
+    assert [type(a).__name__ for a in plan.actions] == ["StartLoad"]
+    assert plan.status and plan.status["startTime"] == "2026-03-04T05:06:07Z"
+    # A Cron run whose schedule time is recorded is not skipped for the next one.
+    cron = DataLoad.of(
+        load_obj(
+            policy="Cron",
+            schedule="*/10 * * * *",
+            status={**recorded, "lastScheduleTime": "2026-03-04T05:06:07Z"},
+        )
+    )
+    plan = planner.reconcile_load(cron, READY_DS, None, later)
+    assert [type(a).__name__ for a in plan.actions] == ["StartLoad"]
+    assert plan.status and plan.status["lastScheduleTime"] == "2026-03-04T05:06:07Z"
 
 
 def test_a_running_load_reports_progress_and_duration_then_ends() -> None:
@@ -320,3 +351,5 @@ def test_secret_values_are_redacted_from_log_records(caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.INFO, logger="test.redaction"):
         logger.info("options %s", {"secret_access_key": "hunter2"})
     assert "hunter2" not in caplog.text and "***" in caplog.text
+    redactor.add("hunter2-and-more")  # the longer secret is hidden whole
+    assert redactor.redact("a hunter2-and-more b") == "a *** b"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ def test_a_cron_load_runs_twice_with_few_status_writes_and_each_runs_completion_
     jobs = []
     for _ in range(2):
         before = status(apiserver, DATALOADS, "cron", "warm").get("jobId")
-        clock.offset += 61 * 1e6 * clock.offset.resolution  # a minute and a second later
+        # To 30 s past the next minute: that minute's run is due, the next is 30 s away.
+        now = clock()
+        clock.offset += now.replace(second=30, microsecond=0) + timedelta(minutes=1) - now
         controller.queue.put("dataloads:cron/warm")  # its timer is in real time
         wait_until(
             lambda b=before: (

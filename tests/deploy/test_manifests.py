@@ -115,6 +115,11 @@ def test_the_examples_are_valid_against_our_crds(base: list[Obj], examples: list
             lambda o: o["spec"]["mounts"][0]["optionsFrom"][0].update(name="password"),
             "is not one of",
         ),
+        (  # an endpoint from a Secret would send the Secret's value elsewhere
+            "Dataset",
+            lambda o: o["spec"]["mounts"][0]["optionsFrom"][0].update(name="endpoint"),
+            "'endpoint' is not one of",
+        ),
         ("DataLoad", lambda o: o["spec"].update(policy="Hourly"), "is not one of"),
         ("DataLoad", lambda o: o["spec"].update(schedule="tomorrow"), "does not match"),
         ("DataLoad", lambda o: o["spec"].pop("dataset"), "'dataset' is a required"),
