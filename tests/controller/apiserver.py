@@ -13,7 +13,8 @@ controller uses, with the semantics it relies on, over real HTTP in a thread:
 - DELETE with `preconditions.uid` in its body: 409 if the object's UID differs;
 - `compact()`: open and stale watches get `410 Gone`, as after etcd compaction;
 - `stall(path_part, seconds)`: the next request whose path contains `path_part`
-  gets no answer for that long, as a hung connection.
+  gets no answer for that long, as a hung connection; `fail(path_part, code, skip)`:
+  the request after the next `skip` ones gets an error `code` instead.
 
 Objects carry uid, resourceVersion (one counter), generation and creationTimestamp.
 Every write is recorded with the client's User-Agent and its body, so a test can tell
@@ -45,6 +46,14 @@ class Write:
     path: str
     agent: str
     body: Any = None
+
+
+@dataclass
+class Fault:
+    path_part: str
+    stall_s: float = 0.0
+    code: int = 0  # for writes only
+    skip: int = 0
 
 
 def _merge(target: Any, patch: Any) -> Any:
@@ -92,7 +101,7 @@ class ApiServer:
         self.cv = threading.Condition()
         self.stopping = False
         self.compacted = 0  # events up to this version are forgotten: older watches get 410
-        self.stalls: list[tuple[str, float]] = []  # (path part, seconds), each used once
+        self.faults: list[Fault] = []  # each used once, in order
         handler = type("Handler", (_Handler,), {"api": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -229,15 +238,22 @@ class ApiServer:
 
     def stall(self, path_part: str, seconds: float) -> None:
         with self.cv:
-            self.stalls.append((path_part, seconds))
+            self.faults.append(Fault(path_part, stall_s=seconds))
 
-    def _stalled(self, path: str) -> float:
+    def fail(self, path_part: str, code: int, skip: int = 0) -> None:
         with self.cv:
-            for i, (part, seconds) in enumerate(self.stalls):
-                if part in path:
-                    del self.stalls[i]
-                    return seconds
-        return 0.0
+            self.faults.append(Fault(path_part, code=code, skip=skip))
+
+    def _fault(self, method: str, path: str) -> Fault | None:
+        with self.cv:
+            for i, fault in enumerate(self.faults):
+                if fault.path_part in path and (method != "GET" or not fault.code):
+                    if fault.skip:
+                        fault.skip -= 1
+                        return None
+                    del self.faults[i]
+                    return fault
+        return None
 
     def writes_by(self, agent_part: str, *, exclude: str = "leases") -> list[Write]:
         return [w for w in self.writes if agent_part in w.agent and exclude not in w.path]
@@ -290,8 +306,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def parse_request(self) -> bool:
         ok = super().parse_request()
-        if ok and (seconds := self.api._stalled(self.path)):
-            time.sleep(seconds)  # the client gave up long ago, or not
+        fault = self.api._fault(self.command, self.path) if ok else None
+        if fault and fault.stall_s:
+            time.sleep(fault.stall_s)  # the client gave up long ago, or not
+        if fault and fault.code:
+            self._body()  # read, so that the connection stays usable
+            self._send(fault.code, _status(fault.code, "InternalError", "injected by the test"))
+            return False
         return ok
 
     def do_GET(self) -> None:
