@@ -5,6 +5,7 @@ empty)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 import grpc
 from csi.v1 import csi_pb2 as pb
 
+from reservoir.client.csi.mounts import EXIT_TIMEOUT_SECONDS
 from tests.csi.conftest import Plugin, mounts_at, publish_request, status
 from tests.fixtures.mesh import Mesh, wait_until
 from tests.fuse.conftest import BLOCK_SIZE, content, force_unmount, wait_gone
@@ -171,6 +173,26 @@ def test_a_stuck_fuse_process_holds_up_nothing_else(plugin: Plugin, targets: Pat
     unpublish(plugin, target, "stuck")
     assert mounts_at(target) == 0 and not target.exists()
     wait_gone(pid)
+
+
+def test_unpublishing_a_stuck_volume_ends_its_fuse_process(plugin: Plugin, targets: Path) -> None:
+    target = targets / "frozen"
+    plugin.node.NodePublishVolume(publish_request(target, volume_id="frozen", dataset="ds"))
+    pid = plugin.fuse_pid("frozen")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        unpublish(plugin, target, "frozen")
+        took = time.monotonic() - start
+        assert mounts_at(target) == 0 and not target.exists()
+        # Killed once its mount does not answer, not waited for after the unmount.
+        assert took < EXIT_TIMEOUT_SECONDS, f"the unpublish took {took:.1f} s"
+        wait_gone(pid, timeout=5)
+        assert plugin.state_file("frozen") is None
+        print(f"unpublished a stuck volume in {took:.1f} s")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
 
 
 def test_a_volume_that_cannot_be_mounted_again_is_never_published_empty(

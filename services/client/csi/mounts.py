@@ -122,7 +122,8 @@ def stop_fuse(staging: Path, pid: int) -> None:
     """End the FUSE process of `staging`: kill it first if its mount does not answer
     (stuck), unmount, then kill it if it lingers."""
     running = bool(pid) and serves(pid, staging)
-    if running and is_mounted(staging) and not answers(staging, STOP_PROBE_SECONDS):
+    # statfs, not stat: the kernel answers a stat from its cache, a statfs never.
+    if running and is_mounted(staging) and _hangs(os.statvfs, staging, STOP_PROBE_SECONDS):
         kill(pid)
     unmount(staging)
     deadline = time.monotonic() + EXIT_TIMEOUT_SECONDS
@@ -195,6 +196,17 @@ def _spawn(call: Callable[[Path], T], path: Path, done: Callable[..., None]) -> 
             done(result, None)
 
     threading.Thread(target=run, name=f"{call.__name__} {path}", daemon=True).start()
+
+
+def _hangs(call: Callable[[Path], object], path: Path, timeout: float) -> bool:
+    """Whether call(path) takes over `timeout` (failing in time is an answer)."""
+    try:
+        _bounded(call, path, timeout)
+    except TimeoutError:
+        return True
+    except OSError:
+        pass
+    return False
 
 
 def _bounded(call: Callable[[Path], T], path: Path, timeout: float) -> T:
