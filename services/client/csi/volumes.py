@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,9 +48,9 @@ log = logging.getLogger(__name__)
 # How often the watcher checks every FUSE mount: a crash is repaired within about
 # this long plus a remount (about a second).
 WATCH_INTERVAL = 1.0
-# Threads of the watcher: volumes are checked side by side, so one stuck mount (whose
-# check waits STAT_TIMEOUT_SECONDS) does not hold up the others' repairs.
-WATCH_THREADS = 4
+# Threads of the watcher: volumes are checked side by side, so a stuck mount (whose
+# check waits STAT_TIMEOUT_SECONDS) holds up others' repairs only when this many are.
+WATCH_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -217,20 +218,26 @@ class Volumes:
             log.info("volume=%s adopted with %d target(s)", volume.volume_id, len(volume.targets))
 
     async def watch(self) -> None:
-        """Check every volume now, then every WATCH_INTERVAL, for ever."""
-        while True:
-            try:
-                await self.check_all()
-            except Exception:
-                log.exception("checking the volumes failed")
-            await asyncio.sleep(WATCH_INTERVAL)
+        """Check every volume now, then every WATCH_INTERVAL, for ever. Each volume's
+        check is a task of its own: one that takes long (a stuck mount takes
+        STAT_TIMEOUT_SECONDS to tell) is not started again until it is done, and
+        holds up no other volume's."""
+        checks: dict[str, asyncio.Task[None]] = {}
 
-    async def check_all(self) -> None:
-        volume_ids = list(self.by_id)
-        checked = await asyncio.gather(*map(self._check, volume_ids), return_exceptions=True)
-        for volume_id, outcome in zip(volume_ids, checked, strict=True):
-            if isinstance(outcome, Exception):
-                log.error("volume=%s: checking it failed", volume_id, exc_info=outcome)
+        def done(volume_id: str, task: asyncio.Task[None]) -> None:
+            checks.pop(volume_id, None)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("volume=%s: checking it failed", volume_id, exc_info=task.exception())
+
+        try:
+            while True:
+                for volume_id in [v for v in self.by_id if v not in checks]:
+                    checks[volume_id] = asyncio.create_task(self._check(volume_id))
+                    checks[volume_id].add_done_callback(functools.partial(done, volume_id))
+                await asyncio.sleep(WATCH_INTERVAL)
+        finally:
+            for task in list(checks.values()):
+                task.cancel()
 
     async def _check(self, volume_id: str) -> None:
         lock = self._volume_locks.get(volume_id)
