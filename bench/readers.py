@@ -19,7 +19,8 @@ Kinds (spec["kind"]):
 - path: open + readinto of a file (a FUSE mount, or a local copy); `drop` first
   drops the file's pages from the kernel's page cache (posix_fadvise DONTNEED);
 - bare: the bare grpcio stream (bench/bare_stream_server.py), one call per block,
-  block i from server i mod the number of servers (one per worker);
+  block i from server i mod the number of servers (one per worker), each message's
+  data decoded as a view (reservoir.rpc.block_stream, as the library does);
 - stat, ls, health: metadata calls to the master for `seconds` (health:
   grpc.health.v1 Check, the cheapest call the same server answers: the floor).
 """
@@ -93,19 +94,20 @@ def read_path(spec: dict[str, Any], sha: Any) -> int:
 def read_bare(spec: dict[str, Any], sha: Any) -> int:
     import grpc
 
+    from reservoir.rpc import block_stream
     from reservoir.rpc.server import CHANNEL_OPTIONS
-    from reservoir.v1 import types_pb2, worker_pb2, worker_pb2_grpc
+    from reservoir.v1 import types_pb2, worker_pb2
 
     total = 0
     channels = [grpc.insecure_channel(a, options=CHANNEL_OPTIONS) for a in spec["addresses"]]
-    stubs = [worker_pb2_grpc.WorkerServiceStub(channel) for channel in channels]
+    calls = [block_stream.read_block(channel) for channel in channels]  # data as views
     buffer = bytearray(BUFFER)
     for index in range(-(-spec["size"] // spec["block"])):
         key = types_pb2.BlockKey(dataset="bare", path="file", index=index)
-        stub = stubs[index % len(stubs)]  # blocks spread over the servers, as over workers
-        for message in stub.ReadBlock(worker_pb2.ReadBlockRequest(block=key)):
-            n = len(message.data)
-            buffer[:n] = message.data  # land it in the caller's buffer, as readinto does
+        call = calls[index % len(calls)]  # blocks spread over the servers, as over workers
+        for data in call(worker_pb2.ReadBlockRequest(block=key)):
+            n = len(data)
+            buffer[:n] = data  # land it in the caller's buffer, as readinto does
             sha.update(memoryview(buffer)[:n])
             total += n
     for channel in channels:

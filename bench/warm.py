@@ -6,9 +6,10 @@ sha256 once, in an untimed warm-up read, and not hashed while timed; GB/s = read
 until the last one is done):
 - library: `reservoir.client`;
 - bare: a bare grpcio stream of the same bytes (bare_stream_server.py: WorkerService.
-  ReadBlock from memory in 1 MiB messages over grpc.aio, read by a synchronous stub,
-  one call per block), from as many server processes as there are workers, block i
-  from server i mod that number -- the ceiling for the library;
+  ReadBlock from memory in 1 MiB messages over grpc.aio with the workers' wire
+  encoding, read by a synchronous call that decodes each message's data as a view,
+  as the library does, one call per block), from as many server processes as there
+  are workers, block i from server i mod that number -- the ceiling for the library;
 - fuse first: through a `reservoir mount`, with the file's pages dropped from the
   kernel's page cache first (posix_fadvise DONTNEED): every byte crosses FUSE;
 - fuse second: the same again without the drop: the kernel's page cache (keep_cache);
