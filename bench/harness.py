@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -28,7 +27,7 @@ import boto3
 import grpc
 from botocore.config import Config
 
-from reservoir.processes import free_port
+from reservoir.processes import dying_with_parent, free_port
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,19 +36,11 @@ STOP_TIMEOUT = 15.0
 S3_KEY = S3_SECRET = "S3RVER"  # what s3rver accepts; moto accepts anything
 
 
-# Children die with the benchmark (PR_SET_PDEATHSIG) through setpriv(1), which sets
-# it and execs the command. Not a Popen preexec_fn: once the benchmark holds gRPC
-# channels, Python runs gRPC's at-fork hooks in a child forked for a preexec_fn, and
-# gRPC's poller then died on the fds Popen closes (seen: "epoll_wait error: Bad file
-# descriptor", the child gone before exec). Without preexec_fn no Python runs there.
-DIE_WITH_US = ["setpriv", "--pdeathsig", "TERM", "--"] if shutil.which("setpriv") else []
-
-
 def spawn(stack: ExitStack, argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
     """Start `argv` with output to `log`; `stack` stops it on the way out."""
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [*DIE_WITH_US, *argv],
+            dying_with_parent(argv),  # children die with the benchmark
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -279,7 +270,7 @@ def run_readers(
     the release. Fails loudly if a reader failed, read a wrong count or wrong bytes."""
     script = Path(__file__).with_name("readers.py")
     launcher = subprocess.Popen(
-        [*DIE_WITH_US, sys.executable, str(script)],
+        dying_with_parent([sys.executable, str(script)]),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     try:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
+from collections.abc import Sequence
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_SETPRIV = shutil.which("setpriv") is not None
 # mallopt(3) parameters, from <malloc.h>.
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
@@ -29,9 +32,21 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def dying_with_parent(argv: Sequence[str]) -> list[str]:
+    """`argv` run so that it gets SIGTERM when its parent dies, even by SIGKILL: no
+    process of a local cluster outlives the command that started it.
+
+    setpriv(1) (util-linux) sets PR_SET_PDEATHSIG and execs the command. Not a Popen
+    preexec_fn: once a process holds gRPC channels, a child forked for a preexec_fn
+    runs gRPC's at-fork hooks, and its poller can die on the fds Popen closes (seen:
+    "epoll_wait error: Bad file descriptor", the child gone before exec). Without
+    setpriv, the command runs as it is.
+    """
+    return ["setpriv", "--pdeathsig", "TERM", "--", *argv] if _SETPRIV else list(argv)
+
+
 def die_with_parent() -> None:
-    """For Popen's preexec_fn: SIGTERM the child when its parent dies, even by SIGKILL,
-    so that no process of a local cluster outlives the command that started it."""
+    """In a child forked without exec (os.fork): SIGTERM it when its parent dies."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 

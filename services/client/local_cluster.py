@@ -25,7 +25,7 @@ from typing import IO
 from reservoir.client.client import Client
 from reservoir.errors import FailedPrecondition, ReservoirError, Unavailable
 from reservoir.meta.etcd_server import EtcdServer
-from reservoir.processes import die_with_parent, free_port, port_is_free
+from reservoir.processes import dying_with_parent, free_port, port_is_free
 from reservoir.rpc.health import is_serving
 
 HOST = "127.0.0.1"
@@ -68,11 +68,10 @@ def _spawn(name: str, address: str, args: list[str], logs: Path) -> Child:
     log = logs / f"{name}.log"
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "reservoir", *args],
+            dying_with_parent([sys.executable, "-m", "reservoir", *args]),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
-            preexec_fn=die_with_parent,
             # Ctrl-C in the terminal reaches `up` only; it stops the children in order.
             start_new_session=True,
         )

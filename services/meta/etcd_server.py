@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from reservoir.errors import FailedPrecondition, Unavailable
-from reservoir.processes import die_with_parent, free_port, stop
+from reservoir.processes import dying_with_parent, free_port, stop
 
 # A cold etcd on a loaded 2-core machine is healthy within a second or two.
 START_TIMEOUT = 30.0
@@ -62,7 +62,7 @@ class EtcdServer:
         ]
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
-                args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
+                dying_with_parent(args), stdout=out, stderr=out, stdin=subprocess.DEVNULL
             )
         self.wait_healthy()
         return self
