@@ -12,13 +12,15 @@ setup: apt-packages $(STAMP) $(BUF)
 
 # Debian packages, installed only when missing (we run as root, no sudo): fuse3 for
 # fusermount3 (mounts and their tests), and what pyfuse3 builds against when pip
-# installs it: libfuse3-dev, pkg-config, gcc and Python's headers.
+# installs it: libfuse3-dev, pkg-config, gcc and Python's headers; iproute2 (ip, tc)
+# for the benchmark's capped origin link.
 apt-packages:
 	@missing=""; \
 	command -v fusermount3 >/dev/null || missing="$$missing fuse3"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
 	pkg-config --exists fuse3 2>/dev/null || missing="$$missing libfuse3-dev"; \
 	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	command -v tc >/dev/null || missing="$$missing iproute2"; \
 	$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
 		|| missing="$$missing python3-dev"; \
 	if [ -n "$$missing" ]; then \
