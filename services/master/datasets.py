@@ -3,7 +3,9 @@
 A dataset is created in phase PENDING (which reserves its name), its under-storage
 is listed once, the files are written in batched transactions, and only then does
 it turn READY: a reader never sees half a tree as complete. A master that dies in
-between leaves a PENDING dataset, which `sync` completes and `delete` removes.
+between leaves a PENDING dataset (or a DELETING one, mid-delete): the next leader
+completes it (`finish_interrupted`), and meanwhile `sync` completes it and `delete`
+removes it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 from reservoir import paths
 from reservoir.blocks import file_id
-from reservoir.errors import AlreadyExists, InvalidArgument, NotFound
+from reservoir.errors import AlreadyExists, InvalidArgument, NotFound, ReservoirError
 from reservoir.master import keys
 from reservoir.master.election import Leadership
 from reservoir.meta.kv import KV
@@ -142,6 +144,23 @@ class Datasets:
             await origin.close()
         log.info("dataset %s: %d files, %d bytes", name, dataset.file_count, dataset.total_bytes)
         return dataset
+
+    async def finish_interrupted(self, before_ms: int) -> None:
+        """Complete what an earlier leader left half done: datasets created before
+        `before_ms` (when this master took over) still PENDING are listed again, as
+        `sync` does, and DELETING ones deleted. A failure is logged and left to the
+        user's `sync` or `delete`."""
+        for dataset in await self.list():
+            if dataset.created_unix_ms >= before_ms:
+                continue  # this leader's own, under way
+            try:
+                if dataset.phase == Phase.DATASET_PHASE_PENDING:
+                    await self.sync(dataset.name)
+                    log.info("dataset %s: its creation, cut short, is complete", dataset.name)
+                elif dataset.phase == Phase.DATASET_PHASE_DELETING:
+                    await self.delete(dataset.name)
+            except ReservoirError as exc:
+                log.warning("dataset %s: cannot complete it now: %s", dataset.name, exc)
 
     async def sync(self, name: str) -> tuple[master_pb2.Dataset, int, int, int]:
         """List the under-storage again; the dataset and counts added, changed, removed."""

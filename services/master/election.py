@@ -16,6 +16,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from reservoir.errors import NotLeader, Unavailable
 from reservoir.master import keys
@@ -83,6 +84,23 @@ class Leadership:
     def _step_down(self, why: str) -> None:
         log.warning("master %s is no longer the leader: %s", self.address, why)
         self.is_leader = False
+
+    async def follow(
+        self,
+        on_gain: Callable[[int], Awaitable[None]],
+        on_loss: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Call `on_gain(since_ms)` when this master becomes the leader (since_ms: the
+        wall-clock time it did) and `on_loss()` when it stops being it; forever (cancel
+        to stop). What the leader alone does starts and stops here."""
+        leading = False
+        while True:
+            if self.is_leader and not leading:
+                await on_gain(int(time.time() * 1000))
+            elif leading and not self.is_leader:
+                await on_loss()
+            leading = self.is_leader
+            await asyncio.sleep(POLL_SECONDS)
 
     async def resign(self) -> None:
         """Hand over at once: revoke the lease so a standby need not wait for it."""

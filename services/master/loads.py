@@ -119,17 +119,6 @@ class Loads:
                 job.loaded_blocks = job.loaded_bytes = 0
                 self._launch(job, files)
 
-    async def follow_leadership(self) -> None:
-        """Run the jobs while this master leads, and only then (forever; cancel to stop)."""
-        leading = False
-        while True:
-            if self._leadership.is_leader and not leading:
-                await self.resume()
-            elif leading and not self._leadership.is_leader:
-                await self.stop_all()
-            leading = self._leadership.is_leader
-            await asyncio.sleep(0.5)
-
     async def stop_all(self) -> None:
         for task in list(self._running.values()):
             task.cancel()

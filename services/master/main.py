@@ -50,12 +50,17 @@ async def serve(config: MasterConfig) -> None:
         [Service(name, servicer, master_pb2_grpc.add_MasterServiceServicer_to_server)],
     )
     campaign = asyncio.create_task(leadership.run())
-    preloads = asyncio.create_task(loads.follow_leadership())
+
+    async def take_over(since_ms: int) -> None:
+        await loads.resume()
+        await datasets.finish_interrupted(since_ms)
+
+    leading = asyncio.create_task(leadership.follow(take_over, loads.stop_all))
     log.info("master serving on %s (etcd %s)", config.listen, config.etcd)
     try:
         await wait_for_stop_signal()
     finally:
-        for task in (preloads, campaign):
+        for task in (leading, campaign):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
