@@ -123,9 +123,16 @@ class Client:
 
     # -- preload -----------------------------------------------------------------
 
-    def load(self, dataset: str, paths_: Sequence[str] = ()) -> types.LoadJob:
-        """Start caching these files or directories (the whole dataset if none)."""
-        request = pb.StartLoadRequest(dataset=dataset, paths=[paths.normalize(p) for p in paths_])
+    def load(
+        self, dataset: str, paths_: Sequence[str] = (), *, request_id: str = ""
+    ) -> types.LoadJob:
+        """Start caching these files or directories (the whole dataset if none).
+
+        `request_id`: an idempotency key; a call with the key of an earlier one
+        answers that call's job instead of starting another."""
+        request = pb.StartLoadRequest(
+            dataset=dataset, paths=[paths.normalize(p) for p in paths_], request_id=request_id
+        )
         return types.load_job(self._master.call("StartLoad", request, timeout=600).job)
 
     def load_job(self, job_id: str) -> types.LoadJob:

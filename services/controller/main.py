@@ -332,7 +332,7 @@ class Controller:
                     result.removed,
                 )
             case planner.StartLoad():
-                job = self.client.load(action.dataset, action.paths)
+                job = self.client.load(action.dataset, action.paths, request_id=action.request_id)
                 log.info("load %s of %s started for %s/%s", job.id, action.dataset, *_ns(m))
                 return {action.record: job.id}
             case planner.EnsureVolume():

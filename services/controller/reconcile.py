@@ -19,7 +19,7 @@ A Dataset's life:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,11 +92,13 @@ class SyncDataset:
 
 @dataclass(frozen=True)
 class StartLoad:
-    """Its job ID goes into status field `record`."""
+    """Its job ID goes into status field `record`. `request_id` names the run, so a
+    start that is repeated (its answer lost) gets the job the first one started."""
 
     dataset: str
     paths: tuple[str, ...]
     record: str
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,7 @@ def _create(ds: Dataset) -> list[Action]:
         )
     ]
     if ds.preload:
-        actions.append(StartLoad(ds.master_name, (), "preloadJob"))
+        actions.append(StartLoad(ds.master_name, (), "preloadJob", f"{ds.meta.uid}/preload"))
     return actions
 
 
@@ -426,6 +428,7 @@ def _schedule_next(load: DataLoad) -> datetime:
 def _start(load: DataLoad, start: StartLoad, now: datetime, since: str, **extra: Any) -> Plan:
     """Record the start (phase Starting), start, then show it Running; the caller
     adds the job ID the master answered."""
+    start = replace(start, request_id=f"{load.meta.uid}/{since}")  # one job per run
     fields = {"progress": "0.0%", "startTime": since, **extra}
     intent = load_status(load, None, now, phase=STARTING, **fields)
     status = load_status(load, None, now, phase="Running", **fields)
@@ -466,8 +469,8 @@ def reconcile_load(
 
     start = StartLoad(dataset.master_name, load.paths, "jobId")
     if not job_id and load.status.get("phase") == STARTING:
-        # A start was recorded but no job ID: it failed, or its answer was lost. The
-        # master cannot be asked which, so start (again): at least once.
+        # A start was recorded but no job ID: it failed, or its answer was lost. Start
+        # again with the same run's key: the master answers the job if there is one.
         return _start(load, start, now, load.status.get("startTime") or _time(now))
     if load.policy != CRON:
         if job is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import uuid
@@ -58,6 +59,7 @@ class Loads:
         self._blocks = blocks
         self._channels = channels
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._starting = asyncio.Lock()
 
     async def get(self, job_id: str) -> master_pb2.LoadJob:
         value = await self._kv.get(keys.load(job_id)) if job_id else None
@@ -65,12 +67,25 @@ class Loads:
             raise NotFound(f"no load job {job_id!r}")
         return master_pb2.LoadJob.FromString(value)
 
-    async def start(self, dataset: str, chosen: Sequence[str]) -> master_pb2.LoadJob:
+    async def start(
+        self, dataset: str, chosen: Sequence[str], request_id: str = ""
+    ) -> master_pb2.LoadJob:
+        """A new job, or the one an earlier call with the same `request_id` started."""
+        if not request_id:
+            return await self._start(dataset, chosen, uuid.uuid4().hex[:12])
+        job_id = hashlib.sha256(request_id.encode()).hexdigest()[:12]
+        async with self._starting:  # the leader is the only writer of jobs
+            value = await self._kv.get(keys.load(job_id))
+            if value is not None:
+                return master_pb2.LoadJob.FromString(value)
+            return await self._start(dataset, chosen, job_id)
+
+    async def _start(self, dataset: str, chosen: Sequence[str], job_id: str) -> master_pb2.LoadJob:
         await self._datasets.get(dataset)
         files = await self._files(dataset, [paths.normalize(p) for p in chosen] or [""])
         guard = await self._leadership.require()
         job = master_pb2.LoadJob(
-            id=uuid.uuid4().hex[:12],
+            id=job_id,
             dataset=dataset,
             paths=list(chosen),
             state=State.LOAD_STATE_RUNNING,

@@ -143,7 +143,9 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
     async def StartLoad(
         self, request: pb.StartLoadRequest, context: Context
     ) -> pb.StartLoadResponse:
-        job = await self._write(self._loads.start(request.dataset, list(request.paths)))
+        job = await self._write(
+            self._loads.start(request.dataset, list(request.paths), request.request_id)
+        )
         return pb.StartLoadResponse(job=job)
 
     async def GetLoad(self, request: pb.GetLoadRequest, context: Context) -> pb.GetLoadResponse:

@@ -119,7 +119,7 @@ def test_a_new_dataset_gets_the_finalizer_first_then_is_created_with_secret_refe
     assert create.options == {"region": "eu"}  # the secret stays a reference
     assert create.secret_options[0].secret == "s" and create.secret_options[0].key == "k"
     assert plan.status and plan.status["phase"] == "Pending"
-    assert plan.actions[2] == planner.StartLoad("team-images", (), "preloadJob")
+    assert plan.actions[2] == planner.StartLoad("team-images", (), "preloadJob", "u-1/preload")
 
 
 def test_a_ready_dataset_shows_the_masters_figures_and_has_a_volume() -> None:
@@ -214,6 +214,7 @@ def load_obj(**spec: Any) -> dict[str, Any]:
             "namespace": "team",
             "generation": 1,
             "creationTimestamp": "2026-03-04T05:00:00Z",
+            "uid": "l-1",
         },
         "spec": {"dataset": "images", **spec},
         "status": status,
@@ -230,7 +231,9 @@ def test_a_load_waits_for_its_dataset_then_starts_once() -> None:
     pending = Dataset.of(ds_obj(status={"phase": "Pending"}))
     assert planner.reconcile_load(load, pending, None, NOW).actions == ()
     plan = planner.reconcile_load(load, READY_DS, None, NOW)
-    assert plan.actions == (planner.StartLoad("team-images", ("dir",), "jobId"),)
+    # Keyed by the run: a start repeated after a lost answer gets the same job.
+    run = f"l-1/{plan.status['startTime']}"
+    assert plan.actions == (planner.StartLoad("team-images", ("dir",), "jobId", run),)
     assert plan.status and plan.status["phase"] == "Running"
     # The start is recorded before the master is asked.
     assert plan.intent and plan.intent["phase"] == "Starting"

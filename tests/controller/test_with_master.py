@@ -48,7 +48,8 @@ def carry_out(client: Client, obj: dict[str, Any], plan: planner.Plan) -> dict[s
             case planner.SyncDataset():
                 client.sync_dataset(action.name)
             case planner.StartLoad():
-                produced[action.record] = client.load(action.dataset, action.paths).id
+                job = client.load(action.dataset, action.paths, request_id=action.request_id)
+                produced[action.record] = job.id
     return produced
 
 

@@ -154,6 +154,18 @@ def test_load_of_a_path_and_bad_paths(cluster: Mesh) -> None:
     assert unknown.returncode == 1 and "no load job 'nope'" in unknown.stderr
 
 
+def test_a_repeated_start_with_the_same_request_id_answers_the_first_job(cluster: Mesh) -> None:
+    with cluster.client() as client:
+        first = client.load("ds", ["model"], request_id="warm/2026-11-22T06:00:00Z")
+        again = client.load("ds", ["model"], request_id="warm/2026-11-22T06:00:00Z")
+        assert (again.id, again.started_ms) == (first.id, first.started_ms)
+        other = client.load("ds", ["model"], request_id="warm/2026-11-22T07:00:00Z")
+        assert other.id != first.id
+        assert client.load("ds", ["model"]).id not in (first.id, other.id)
+        for job in (first, other):
+            assert client.wait_for_load(job.id).state == "Succeeded"
+
+
 def test_fsspec_and_pandas_read_reservoir_urls(
     cluster: Mesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:

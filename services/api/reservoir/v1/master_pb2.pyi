@@ -338,12 +338,14 @@ class LoadJob(_message.Message):
     def __init__(self, id: _Optional[str] = ..., dataset: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., state: _Optional[_Union[LoadState, str]] = ..., total_blocks: _Optional[int] = ..., loaded_blocks: _Optional[int] = ..., total_bytes: _Optional[int] = ..., loaded_bytes: _Optional[int] = ..., started_unix_ms: _Optional[int] = ..., finished_unix_ms: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class StartLoadRequest(_message.Message):
-    __slots__ = ("dataset", "paths")
+    __slots__ = ("dataset", "paths", "request_id")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PATHS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     paths: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, dataset: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, dataset: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class StartLoadResponse(_message.Message):
     __slots__ = ("job",)
