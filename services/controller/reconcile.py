@@ -427,9 +427,11 @@ def _schedule_next(load: DataLoad) -> datetime:
 
 def _start(load: DataLoad, start: StartLoad, now: datetime, since: str, **extra: Any) -> Plan:
     """Record the start (phase Starting), start, then show it Running; the caller
-    adds the job ID the master answered."""
+    adds the job ID the master answered. The previous run's job ID is dropped (None:
+    the merge patch deletes it), so a start of this run that fails shows as Starting
+    without a job ID and is retried, not taken for the previous run's result."""
     start = replace(start, request_id=f"{load.meta.uid}/{since}")  # one job per run
-    fields = {"progress": "0.0%", "startTime": since, **extra}
+    fields = {"progress": "0.0%", "startTime": since, "jobId": None, **extra}
     intent = load_status(load, None, now, phase=STARTING, **fields)
     status = load_status(load, None, now, phase="Running", **fields)
     return Plan((start,), status, BUSY_INTERVAL_S, intent=intent)

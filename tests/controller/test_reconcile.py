@@ -260,6 +260,39 @@ def test_a_recorded_start_without_a_job_id_is_started_again_for_the_same_run() -
     assert plan.status and plan.status["lastScheduleTime"] == "2026-03-04T05:06:07Z"
 
 
+def written(status: dict[str, Any]) -> dict[str, Any]:
+    """The stored status after the controller writes `status` (it replaces the old)."""
+    return {k: v for k, v in status.items() if v is not None}
+
+
+def test_a_failed_start_of_a_later_cron_run_is_started_again() -> None:
+    first_done = job(state="Succeeded", loaded_bytes=4000, finished_ms=MS - 5000)
+    status = {
+        "phase": "Succeeded",
+        "jobId": "j1",
+        "startTime": "2026-03-04T05:10:30Z",
+        "lastScheduleTime": "2026-03-04T05:10:30Z",
+        "completionTime": "2026-03-04T05:11:00Z",
+    }
+    spec = {"policy": "Cron", "schedule": "*/10 * * * *"}
+
+    def plan_at(t: datetime) -> planner.Plan:
+        load = DataLoad.of(load_obj(**spec, status=status))
+        seen = first_done if status.get("jobId") == "j1" else None  # as the caller looks up
+        return planner.reconcile_load(load, READY_DS, seen, t)
+
+    run2 = plan_at(NOW.replace(minute=20, second=5))
+    assert kinds(run2) == ["StartLoad"] and run2.intent and run2.status
+    # Nothing of run 1 stays in what is written for run 2.
+    assert "jobId" not in written(run2.intent)
+    assert "jobId" not in written(run2.status)
+    status = written(run2.intent)  # recorded; then the master call fails
+    again = plan_at(NOW.replace(minute=20, second=9))
+    assert kinds(again) == ["StartLoad"]
+    assert again.actions[0] == run2.actions[0]  # the same run's request_id
+    assert again.status and again.status["startTime"] == "2026-03-04T05:20:05Z"
+
+
 def test_a_running_load_reports_progress_and_duration_then_ends() -> None:
     load = DataLoad.of(load_obj(status={"jobId": "j1"}))
     running = planner.reconcile_load(load, READY_DS, job(), NOW)
