@@ -262,6 +262,7 @@ def volume(ds: Dataset) -> EnsureVolume:
 
 
 def _create(ds: Dataset) -> list[Action]:
+    ds.mount.check_credentials_only()  # the caller reads these Secrets
     actions: list[Action] = [
         CreateDataset(
             ds.master_name, ds.mount.uri, ds.mount.options, ds.mount.secret_options, ds.block_size

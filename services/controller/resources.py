@@ -88,6 +88,18 @@ class Mount:
     options: dict[str, str] = field(default_factory=dict)
     secret_options: tuple[SecretOption, ...] = ()
 
+    def check_credentials_only(self) -> None:
+        """Refuse Secret options that are not credentials. Checked only when the
+        Secrets are about to be read (creating the master's dataset), not when the
+        view is made: a Dataset from before this rule must still be deletable."""
+        for o in self.secret_options:
+            if o.option not in CREDENTIAL_OPTIONS:
+                allowed = ", ".join(sorted(CREDENTIAL_OPTIONS))
+                raise InvalidArgument(
+                    f"optionsFrom takes only credentials ({allowed}), not {o.option!r}:"
+                    " put it in options"
+                )
+
 
 @dataclass(frozen=True)
 class Meta:
@@ -151,13 +163,6 @@ class Dataset:
             )
             for o in m.get("optionsFrom") or []
         )
-        for o in secret_options:
-            if o.option not in CREDENTIAL_OPTIONS:
-                allowed = ", ".join(sorted(CREDENTIAL_OPTIONS))
-                raise InvalidArgument(
-                    f"optionsFrom takes only credentials ({allowed}), not {o.option!r}:"
-                    " put it in options"
-                )
         block = spec.get("blockSize", 0)
         return cls(
             meta=meta,

@@ -195,12 +195,19 @@ def test_a_spec_the_schema_cannot_judge_is_refused() -> None:
         Dataset.of(ds_obj(blockSize="lots"))
 
 
-def test_options_from_secrets_are_credentials_only() -> None:
+def test_options_from_secrets_are_credentials_only_but_never_block_a_delete() -> None:
     ref = {"secretKeyRef": {"name": "creds", "key": "url"}}
+    endpoint = {"optionsFrom": [{"name": "endpoint", "valueFrom": ref}]}
+    old = Dataset.of(ds_obj(mount=endpoint, meta={"finalizers": [FINALIZER]}))
     with pytest.raises(InvalidArgument, match=r"optionsFrom takes only credentials .* 'endpoint'"):
-        Dataset.of(ds_obj(mount={"optionsFrom": [{"name": "endpoint", "valueFrom": ref}]}))
+        planner.reconcile_dataset(old, None, NOW)
     ok = Dataset.of(ds_obj(mount={"optionsFrom": [{"name": "access_key_id", "valueFrom": ref}]}))
     assert [o.option for o in ok.mount.secret_options] == ["access_key_id"]
+    # One made before the rule is still deleted: master dataset, volume, finalizer.
+    deleting = {"finalizers": [FINALIZER], "deletionTimestamp": "2026-03-04T05:06:00Z"}
+    gone = Dataset.of(ds_obj(mount=endpoint, meta=deleting))
+    plan = planner.reconcile_dataset(gone, on_master(), NOW)
+    assert kinds(plan) == ["DeleteDataset", "DeleteVolume", "RemoveFinalizer"]
 
 
 # -- loads ---------------------------------------------------------------------------
