@@ -68,7 +68,7 @@ def status(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
     return error.code(), error.details()
 
 
-def mounts_at(path: Path) -> int:
+def mount_count(path: Path) -> int:
     """How many mounts sit at `path` (stacked binds count each)."""
     return len(mounts.mounts_at(path))
 

@@ -12,7 +12,7 @@ import grpc
 import pytest
 from csi.v1 import csi_pb2 as pb
 
-from tests.csi.conftest import Plugin, mounts_at, publish_request
+from tests.csi.conftest import Plugin, mount_count, publish_request
 from tests.fuse.conftest import ORIGIN_FILES, content, process_gone, wait_gone
 
 
@@ -117,7 +117,7 @@ def test_targets_share_one_fuse_process_that_ends_with_the_last(
     plugin.node.NodeUnpublishVolume(
         pb.NodeUnpublishVolumeRequest(volume_id="shared", target_path=str(second))
     )
-    assert not second.exists() and mounts_at(second) == 0
+    assert not second.exists() and mount_count(second) == 0
     wait_gone(pid, timeout=15)
 
 

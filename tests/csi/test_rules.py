@@ -12,7 +12,7 @@ import pytest
 from csi.v1 import csi_pb2 as pb
 
 from reservoir.processes import free_port
-from tests.csi.conftest import Mode, Plugin, capability, mounts_at, publish_request, status
+from tests.csi.conftest import Mode, Plugin, capability, mount_count, publish_request, status
 from tests.fixtures.mesh import run_cli
 from tests.fuse.conftest import content
 
@@ -62,10 +62,10 @@ def test_publish_again_with_the_same_arguments_mounts_nothing_twice(
     plugin.node.NodePublishVolume(publish_request(target))
     pid = plugin.fuse_pid("ds")
     plugin.node.NodePublishVolume(publish_request(target))
-    assert mounts_at(target) == 1
+    assert mount_count(target) == 1
     assert plugin.fuse_pid("ds") == pid
     unpublish(plugin, target)
-    assert mounts_at(target) == 0 and not target.exists()
+    assert mount_count(target) == 0 and not target.exists()
 
 
 def test_the_same_target_with_other_arguments_already_exists(plugin: Plugin, targets: Path) -> None:
@@ -78,7 +78,7 @@ def test_the_same_target_with_other_arguments_already_exists(plugin: Plugin, tar
         other_volume = publish_request(target, volume_id="other", dataset="ds")
         code, _ = status(lambda: plugin.node.NodePublishVolume(other_volume))
         assert code == grpc.StatusCode.ALREADY_EXISTS
-        assert mounts_at(target) == 1
+        assert mount_count(target) == 1
         assert (target / "one-block.bin").read_bytes() == content("one-block.bin")
     finally:
         unpublish(plugin, target)
@@ -171,11 +171,11 @@ def test_unpublish_of_a_bind_the_state_does_not_record_unmounts_it(
     stray.mkdir()
     subprocess.run(["mount", "--bind", plugin.state("half")["staging"], str(stray)], check=True)
     unpublish(plugin, stray, volume_id="half")
-    assert mounts_at(stray) == 0 and not stray.exists()
+    assert mount_count(stray) == 0 and not stray.exists()
     assert f"target={stray}: unmounted a mount the state did not record" in plugin.output()
     assert (recorded / "one-block.bin").read_bytes() == content("one-block.bin")
     unpublish(plugin, recorded, volume_id="half")
-    assert mounts_at(recorded) == 0 and not recorded.exists()
+    assert mount_count(recorded) == 0 and not recorded.exists()
 
 
 def test_stats_where_the_volume_is_not_published_is_not_found(
@@ -190,10 +190,10 @@ def test_concurrent_calls_for_one_target_are_serialised(plugin: Plugin, targets:
     target = targets / "busy"
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda _: plugin.node.NodePublishVolume(publish_request(target)), range(8)))
-        assert mounts_at(target) == 1
+        assert mount_count(target) == 1
         assert (target / "one-block.bin").read_bytes() == content("one-block.bin")
         list(pool.map(lambda _: unpublish(plugin, target), range(8)))
-    assert mounts_at(target) == 0 and not target.exists()
+    assert mount_count(target) == 0 and not target.exists()
     # Publish and unpublish racing: whatever the order, never a half-made target.
     with ThreadPoolExecutor(8) as pool:
         calls = [
@@ -206,12 +206,12 @@ def test_concurrent_calls_for_one_target_are_serialised(plugin: Plugin, targets:
             future.result()
     # Whichever came last, what the plugin recorded is what is mounted.
     if str(target) in plugin.published("ds"):
-        assert mounts_at(target) == 1
+        assert mount_count(target) == 1
         assert (target / "one-block.bin").read_bytes() == content("one-block.bin")
     else:
-        assert mounts_at(target) == 0 and not target.exists()
+        assert mount_count(target) == 0 and not target.exists()
     unpublish(plugin, target)
-    assert mounts_at(target) == 0 and not target.exists()
+    assert mount_count(target) == 0 and not target.exists()
 
 
 def test_probe_fails_when_the_master_is_unreachable(tmp_path: Path) -> None:

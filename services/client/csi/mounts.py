@@ -57,8 +57,6 @@ MAX_STACKED = 64
 DEAD_ERRNOS = (errno.ENOTCONN, errno.ECONNABORTED, errno.EIO)
 _MOUNTED = re.compile(r"\(pid (\d+)\)")
 
-__all__ = ["is_mounted"]  # from reservoir.mounts, for the plugin's modules
-
 
 def start_fuse(master: str, source: str, staging: Path, log: Path) -> int:
     """Mount `source` (NAME[/PATH]) read-only at `staging`; the daemon's pid."""

@@ -47,9 +47,12 @@ class StateDir:
     """The plugin's state directory: per-volume JSON files, staging mounts, logs."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root.absolute()  # daemons are known by their absolute staging path
+        root.mkdir(parents=True, exist_ok=True)
+        # Daemons and mounts are known by their staging path as the kernel shows it:
+        # absolute, without symlinks.
+        self.root = root.resolve()
         self.volumes = self.root / "volumes"
-        self.volumes.mkdir(parents=True, exist_ok=True)
+        self.volumes.mkdir(exist_ok=True)
 
     def key(self, volume_id: str) -> str:
         return hashlib.sha256(volume_id.encode()).hexdigest()[:24]

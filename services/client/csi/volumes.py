@@ -22,7 +22,12 @@ Design
   same pass runs once when the plugin starts. It also stops volumes left without
   targets (an unpublish whose stop failed, or a plugin that died before it).
 - A publish binds only a staging mount that answers: when the volume cannot be
-  mounted again it fails with UNAVAILABLE, and kubelet retries.
+  mounted again it fails with UNAVAILABLE, and kubelet retries. The watcher tries
+  such a volume again after 1 s, then 2, 4... up to REPAIR_BACKOFF_MAX (each try
+  is a `reservoir mount`, about a CPU-second); a publish tries at once.
+- A publish or unpublish, once it holds its target's lock, runs to its end even
+  when kubelet's deadline cancels the call: stopped half way it would leave a FUSE
+  process or a bind that no state records. Kubelet's retry then finds it done.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +48,7 @@ from reservoir.client.csi import mounts
 from reservoir.client.csi.state import StateDir, Target, Volume
 from reservoir.client.fuse.tree import DatasetTree
 from reservoir.errors import AlreadyExists, InvalidArgument, NotFound, ReservoirError, Unavailable
-from reservoir.mounts import mounts_at
+from reservoir.mounts import is_mounted, mounts_at
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,11 @@ WATCH_INTERVAL = 1.0
 # Threads of the watcher: volumes are checked side by side, so a stuck mount (whose
 # check waits STAT_TIMEOUT_SECONDS) holds up others' repairs only when this many are.
 WATCH_THREADS = 8
+# A volume that cannot be mounted again is tried again after this long, twice as
+# long after each failure up to the most: a dataset deleted or a master down would
+# otherwise cost a `reservoir mount` (about a CPU-second) every WATCH_INTERVAL.
+REPAIR_BACKOFF_FIRST = 1.0
+REPAIR_BACKOFF_MAX = 30.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,9 @@ class Volumes:
         self._target_locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self._volume_locks: WeakValueDictionary[str, asyncio.Lock] = WeakValueDictionary()
         self._watch_pool = ThreadPoolExecutor(WATCH_THREADS, thread_name_prefix="csi-watch")
+        # volume id -> (when the watcher may try to mount it again, the wait after that)
+        self._backoff: dict[str, tuple[float, float]] = {}
+        self._calls: set[asyncio.Task[None]] = set()  # running on after a cancel
 
     def close(self) -> None:
         """Let the watcher's threads end once their checks are done."""
@@ -81,6 +96,27 @@ class Volumes:
     # -- the calls -------------------------------------------------------------------
 
     async def publish(self, request: Publish) -> None:
+        await self._to_the_end(self._publish(request))
+
+    async def unpublish(self, volume_id: str, target_path: Path) -> None:
+        await self._to_the_end(self._unpublish(volume_id, target_path))
+
+    async def _to_the_end(self, call: Coroutine[None, None, None]) -> None:
+        """Run `call` as a task that a cancel of the caller (kubelet's deadline) does
+        not stop: a publish cut between mounting and saving would leave a FUSE
+        process or a bind that no state records, and the retry would stack another."""
+        task = asyncio.create_task(call)
+        self._calls.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._call_done)
+        await asyncio.shield(task)
+
+    def _call_done(self, task: asyncio.Task[None]) -> None:
+        self._calls.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Its caller is gone when it was cancelled; else the caller reports it.
+            log.debug("a call ended with %r", task.exception())
+
+    async def _publish(self, request: Publish) -> None:
         target = str(request.target)
         async with _lock(self._target_locks, target):
             owner = self.owner(target)
@@ -93,13 +129,13 @@ class Volumes:
                         f"{target} already holds volume {owner.volume_id!r}, published "
                         "with other arguments: unpublish it first"
                     )
-                if await asyncio.to_thread(mounts.is_mounted, request.target):
+                if await asyncio.to_thread(is_mounted, request.target):
                     return  # published already: nothing to do
             async with _lock(self._volume_locks, request.volume_id):
                 volume = await self._volume_for(request)
                 await self._bind(volume, request, owner is not None)
 
-    async def unpublish(self, volume_id: str, target_path: Path) -> None:
+    async def _unpublish(self, volume_id: str, target_path: Path) -> None:
         target = str(target_path)
         async with _lock(self._target_locks, target):
             volume = self.owner(target)
@@ -178,7 +214,7 @@ class Volumes:
 
     async def _bind(self, volume: Volume, request: Publish, known: bool) -> None:
         target = str(request.target)
-        if known and await asyncio.to_thread(mounts.is_mounted, request.target):
+        if known and await asyncio.to_thread(is_mounted, request.target):
             return  # bound again by the repair of its volume
         try:
             created = await asyncio.to_thread(_make_dir, request.target)
@@ -202,6 +238,7 @@ class Volumes:
             log.error("volume=%s: cannot stop (will retry): %s", volume.volume_id, exc)
             return
         self.by_id.pop(volume.volume_id, None)
+        self._backoff.pop(volume.volume_id, None)
         log.info("volume=%s unmounted %s", volume.volume_id, volume.source)
 
     async def _save(self, volume: Volume) -> None:
@@ -250,12 +287,16 @@ class Volumes:
             if not volume.targets:
                 await self._stop(volume)
                 return
+            retry_at, _ = self._backoff.get(volume_id, (0.0, 0.0))
+            if time.monotonic() < retry_at:
+                return  # it failed to mount again lately: not yet
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._watch_pool, self._repair, volume)
 
     def _repair(self, volume: Volume) -> str:
         """Mount again if the FUSE mount broke; bind again targets that lost their
-        bind. What is still wrong, "" once the staging mount serves."""
+        bind. What is still wrong, "" once the staging mount serves. A failure to
+        mount again puts off the watcher's next try (REPAIR_BACKOFF_FIRST doubling)."""
         staging = Path(volume.staging)
         broken = _broken(volume)
         if broken:
@@ -268,11 +309,20 @@ class Volumes:
                     volume.master, volume.source, staging, self.state.log(volume.volume_id)
                 )
             except ReservoirError as exc:
-                log.error("volume=%s: cannot mount again (will retry): %s", volume.volume_id, exc)
+                _, wait = self._backoff.get(volume.volume_id, (0.0, REPAIR_BACKOFF_FIRST / 2))
+                wait = min(wait * 2, REPAIR_BACKOFF_MAX)
+                self._backoff[volume.volume_id] = (time.monotonic() + wait, wait)
+                log.error(
+                    "volume=%s: cannot mount again (will retry in %.0f s): %s",
+                    volume.volume_id,
+                    wait,
+                    exc,
+                )
                 return f"{broken}, and mounting it again failed: {exc}"
+            self._backoff.pop(volume.volume_id, None)
             self.state.save(volume)
         for target in volume.targets:
-            if broken or not mounts.is_mounted(Path(target)):
+            if broken or not is_mounted(Path(target)):
                 try:
                     _rebind(staging, Path(target))
                 except ReservoirError as exc:
@@ -296,7 +346,7 @@ def _broken(volume: Volume) -> str:
     staging = Path(volume.staging)
     if not mounts.serves(volume.pid, staging):
         return f"the FUSE process (pid {volume.pid}) is gone"
-    if not mounts.is_mounted(staging):
+    if not is_mounted(staging):
         return f"{staging} is not mounted"
     if not mounts.answers(staging):
         return f"{staging} does not answer (ENOTCONN, or stuck)"
@@ -340,7 +390,7 @@ def _make_dir(path: Path) -> bool:
     try:
         path.mkdir()
     except FileExistsError:
-        if mounts.is_mounted(path):
+        if is_mounted(path):
             return False  # a broken bind: its stat fails, but it is a directory
         if not path.is_dir():
             raise InvalidArgument(f"target_path {path} exists and is not a directory") from None
