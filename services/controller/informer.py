@@ -4,7 +4,9 @@ kind), and told to the controller as changes.
 An object whose resourceVersion the copy already holds is not a change: the watch
 event that echoes the controller's own status write does not queue the key again.
 A watch that fails for any reason is logged, retried with doubling delays, and
-counted against `/healthz` once it has failed for `WATCH_STALE_S`.
+counted against `/healthz` once it has failed for `WATCH_STALE_S`; it counts as
+working again only when a watch delivers an event or ends normally (a list that
+works says nothing about the watch).
 """
 
 from __future__ import annotations
@@ -91,14 +93,18 @@ class Informer:
         while not stop.is_set():
             try:
                 version = self._relist(plural)
-                self._failing.pop(plural, None)
-                delay = 1.0
                 while not stop.is_set():
                     for event, obj in self._kube.watch(plural, version, WATCH_TIMEOUT_S):
+                        self._failing.pop(plural, None)  # the watch works: it delivers
+                        delay = 1.0
                         version = _version(obj) or version
                         self.store(plural, event, obj)
                         if stop.is_set():
                             return
+                    # Ended normally. Not after a list alone: a watch that always fails
+                    # while lists work would otherwise never show in /healthz.
+                    self._failing.pop(plural, None)
+                    delay = 1.0
             except Exception as exc:  # a watch thread must never die
                 if status_of(exc) == GONE:
                     continue  # compacted: list again at once

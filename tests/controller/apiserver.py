@@ -14,7 +14,8 @@ controller uses, with the semantics it relies on, over real HTTP in a thread:
 - `compact()`: open and stale watches get `410 Gone`, as after etcd compaction;
 - `stall(path_part, seconds)`: the next request whose path contains `path_part`
   gets no answer for that long, as a hung connection; `fail(path_part, code, skip)`:
-  the request after the next `skip` ones gets an error `code` instead.
+  the request after the next `skip` ones gets an error `code` instead;
+  `watch_error = code`: every watch gets that error while lists still work.
 
 Objects carry uid, resourceVersion (one counter), generation and creationTimestamp.
 Every write is recorded with the client's User-Agent and its body, so a test can tell
@@ -102,6 +103,7 @@ class ApiServer:
         self.stopping = False
         self.compacted = 0  # events up to this version are forgotten: older watches get 410
         self.faults: list[Fault] = []  # each used once, in order
+        self.watch_error = 0  # when set, every watch is answered with this code
         handler = type("Handler", (_Handler,), {"api": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -324,6 +326,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, obj) if obj else self._send(
                 404, _status(404, "NotFound", f"{name} not found")
             )
+        elif query.get("watch") in ("true", "1") and self.api.watch_error:
+            code = self.api.watch_error
+            self._send(code, _status(code, "InternalError", "watches fail in this test"))
         elif query.get("watch") in ("true", "1"):
             self._watch(
                 resource,

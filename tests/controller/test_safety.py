@@ -202,3 +202,30 @@ def test_a_failing_watch_shows_in_healthz(monkeypatch: pytest.MonkeyPatch, tmp_p
     finally:
         stop.set()
         thread.join(timeout=10)
+
+
+def test_a_watch_that_fails_while_lists_work_shows_in_healthz(
+    monkeypatch: pytest.MonkeyPatch, apiserver: ApiServer, tmp_path: Path
+) -> None:
+    # Longer than the first retry delay (1 s): a relist must not reset the failure.
+    monkeypatch.setattr(informer_module, "WATCH_STALE_S", 2.5)
+    apiserver.watch_error = 500
+    kube = Kube(api_client(str(apiserver.kubeconfig(tmp_path / "kc")), "watch"), None, 2.0)
+    informer = informer_module.Informer(kube, ("datasets",), lambda *_: None)
+    stop = threading.Event()
+    thread = threading.Thread(target=informer.run, args=("datasets", stop), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: not informer.healthy(), 10, "the informer to report the failure")
+        assert apiserver.lists.get(DATASETS, 0) >= 2  # listing worked all along
+        apiserver.watch_error = 0  # the watch recovers: its next event makes it healthy
+        made = iter(range(1000))
+
+        def event_then_healthy() -> bool:  # an event the next watch (not a list) brings
+            apiserver.create(DATASETS, "team", dataset(f"d{next(made)}", "file:///nowhere"))
+            return informer.healthy()
+
+        wait_until(event_then_healthy, 15, "the informer to recover")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
