@@ -25,3 +25,13 @@ def test_a_lock_lives_only_while_a_call_uses_it(tmp_path: Path) -> None:
         volumes.close()
     gc.collect()
     assert len(volumes._target_locks) == 0 and len(volumes._volume_locks) == 0
+
+
+def test_a_state_dir_behind_a_symlink_names_staging_as_the_kernel_does(tmp_path: Path) -> None:
+    """The mount table shows canonical paths: a staging path through a symlink would
+    never be found mounted, and each check would mount the volume again."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    state = StateDir(tmp_path / "link" / "state")
+    assert state.staging("v").is_relative_to(real / "state")
