@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 WATCH_TIMEOUT_S = 300  # the API server ends watches anyway; start a fresh one this often
 WATCH_RETRY_MAX_S = 30.0
 # A watch failing this long (the API server out of reach, a bug) makes /healthz 503.
-WATCH_STALE_S = 300.0
+# Longer than a quiet watch lasts after a retry (WATCH_RETRY_MAX_S + WATCH_TIMEOUT_S):
+# a watch that works but brings no events clears its failure when it ends, before this.
+WATCH_STALE_S = 2 * WATCH_TIMEOUT_S
 
 # (plural, "namespace/name", own): called after the copy changed; `own` when the
 # controller stored the answer to its own write.
