@@ -47,6 +47,12 @@ def capability(mode: int = Mode.MULTI_NODE_READER_ONLY, block: bool = False) -> 
     return pb.VolumeCapability(mount=pb.VolumeCapability.MountVolume(), access_mode=Mode(mode=mode))
 
 
+def unpublish(plugin: Plugin, target: Path, volume_id: str = "ds") -> None:
+    plugin.node.NodeUnpublishVolume(
+        pb.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=str(target)), timeout=60
+    )
+
+
 def publish_request(
     target: Path, volume_id: str = "ds", readonly: bool = True, **context: str
 ) -> pb.NodePublishVolumeRequest:

@@ -22,7 +22,7 @@ from csi.v1 import csi_pb2 as pb
 
 from reservoir.client.csi.mounts import EXIT_TIMEOUT_SECONDS, STOP_PROBE_SECONDS
 from reservoir.mounts import is_mounted
-from tests.csi.conftest import Plugin, mount_count, publish_request, status
+from tests.csi.conftest import Plugin, mount_count, publish_request, status, unpublish
 from tests.fixtures.mesh import Mesh, wait_until
 from tests.fuse.conftest import BLOCK_SIZE, content, force_unmount, process_gone, wait_gone
 
@@ -97,9 +97,7 @@ def test_a_killed_fuse_process_is_replaced_and_the_pod_reads_again(
     assert not stats.volume_condition.abnormal
 
     new_pid = plugin.fuse_pid("crashy")
-    plugin.node.NodeUnpublishVolume(
-        pb.NodeUnpublishVolumeRequest(volume_id="crashy", target_path=str(target))
-    )
+    unpublish(plugin, target, "crashy")
     assert mount_count(target) == 0 and not target.exists()
     wait_gone(new_pid)
 
@@ -123,9 +121,7 @@ def test_a_plugin_restart_keeps_the_mounts_working(plugin: Plugin, targets: Path
     assert stats.usage
     plugin.node.NodePublishVolume(publish_request(target, volume_id="steady", dataset="ds"))
     assert mount_count(target) == 1
-    plugin.node.NodeUnpublishVolume(
-        pb.NodeUnpublishVolumeRequest(volume_id="steady", target_path=str(target))
-    )
+    unpublish(plugin, target, "steady")
     assert mount_count(target) == 0 and not target.exists()
     wait_gone(pid)
 
@@ -147,12 +143,6 @@ def test_a_restarted_plugin_repairs_what_died_while_it_was_away(
         pb.NodeUnpublishVolumeRequest(volume_id="orphan", target_path=str(target))
     )
     assert mount_count(target) == 0 and not target.exists()
-
-
-def unpublish(plugin: Plugin, target: Path, volume_id: str) -> None:
-    plugin.node.NodeUnpublishVolume(
-        pb.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=str(target)), timeout=60
-    )
 
 
 def test_a_stuck_fuse_process_holds_up_nothing_else(plugin: Plugin, targets: Path) -> None:

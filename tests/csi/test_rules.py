@@ -12,15 +12,17 @@ import pytest
 from csi.v1 import csi_pb2 as pb
 
 from reservoir.processes import free_port
-from tests.csi.conftest import Mode, Plugin, capability, mount_count, publish_request, status
+from tests.csi.conftest import (
+    Mode,
+    Plugin,
+    capability,
+    mount_count,
+    publish_request,
+    status,
+    unpublish,
+)
 from tests.fixtures.mesh import run_cli
 from tests.fuse.conftest import content
-
-
-def unpublish(plugin: Plugin, target: Path, volume_id: str = "ds") -> None:
-    plugin.node.NodeUnpublishVolume(
-        pb.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=str(target))
-    )
 
 
 @pytest.mark.parametrize("missing", ["volume_id", "target_path", "volume_capability"])
