@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml | apt-packages
 	touch $@
 
 $(BUF): package.json
-	npm install --no-audit --no-fund --loglevel=error
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: setup

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.mesh",
     "tests.fixtures.s3",
     "tests.fixtures.counting_proxy",
+    "tests.fixtures.kube",
 ]

@@ -1,7 +1,11 @@
-"""A stand-in for kube-apiserver at the HTTP level, for the controller's tests.
+"""A stand-in for kube-apiserver at the HTTP level, kept only for faults that a real
+API server cannot be made to produce on demand: its watches ending with 410 Gone
+after a compaction, one chosen write answered 500, a request that hangs, every watch
+failing while lists work. Everything else the controller does is tested against the
+real kube-apiserver (tests/fixtures/kube.py).
 
-No kube-apiserver runs on these machines, so this serves the REST paths the
-controller uses, with the semantics it relies on, over real HTTP in a thread:
+It serves the REST paths the controller uses, with the semantics it relies on, over
+real HTTP in a thread:
 
 - GET of a collection (cluster-wide or in a namespace), with `?watch=true` a chunked
   stream of JSON event lines from `resourceVersion` on; GET of one object;
@@ -160,7 +164,7 @@ class ApiServer:
             self._emit("ADDED", resource, obj)
             return 201, copy.deepcopy(obj)
 
-    def get(self, resource: str, namespace: str, name: str) -> Obj | None:
+    def read(self, resource: str, namespace: str, name: str) -> Obj | None:
         with self.cv:
             obj = self.objects.get((resource, namespace, name))
             return copy.deepcopy(obj) if obj else None
@@ -322,7 +326,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         resource, namespace, name, _ = _parse(url.path)
         if name:
-            obj = self.api.get(resource, namespace, name)
+            obj = self.api.read(resource, namespace, name)
             self._send(200, obj) if obj else self._send(
                 404, _status(404, "NotFound", f"{name} not found")
             )

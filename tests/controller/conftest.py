@@ -1,18 +1,24 @@
-"""Fixtures for the controller: the API-server stand-in, a mesh (one master, one
-worker on the session's etcd) shared by a module, `reservoir controller` processes
-pointed at both, and the same controller run in this process (`in_process`) where a
-test needs to drive its clock or its timeouts."""
+"""Fixtures for the controller: the session's real control plane (tests/fixtures/kube)
+with the controller's own ServiceAccount and RBAC from deploy/base, a fresh namespace
+per test, a mesh (one master, one worker on the session's etcd) shared by a module,
+`reservoir controller` processes pointed at both, and the same controller run in this
+process (`in_process`) where a test needs to drive its clock or its timeouts. The
+HTTP stand-in of the API server (`standin`) serves only the faults a real server
+cannot be made to produce on demand."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from reservoir.client import Client
 from reservoir.controller.kube import Kube, api_client
@@ -21,16 +27,68 @@ from reservoir.controller.main import Controller
 from reservoir.meta.etcd_server import EtcdServer
 from reservoir.processes import stop
 from tests.controller.apiserver import ApiServer
+from tests.fixtures.kube import REPO, ControlPlane
 from tests.fixtures.mesh import Mesh, wipe
 
 LEASE_DURATION_S = 3  # short, so a takeover fits in a test
+# Where deploy/base puts the controller's ServiceAccount and its Lease Role.
+SYSTEM_NAMESPACE = "reservoir"
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 
 
 @pytest.fixture
-def apiserver() -> Iterator[ApiServer]:
+def standin() -> Iterator[ApiServer]:
     server = ApiServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def controller_kubeconfig(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The controller's identity as deploy/base makes it: its namespace, ServiceAccount,
+    roles and bindings applied as shipped, and a token minted for that account. The
+    controller runs with nothing more, so a missing permission fails the tests."""
+    rendered = control_plane.kubectl("kustomize", str(REPO / "deploy" / "base")).stdout
+    wanted = [
+        doc
+        for doc in yaml_documents(rendered)
+        if doc["kind"] == "Namespace"
+        or (
+            doc["kind"] in RBAC_KINDS and doc["metadata"]["name"].startswith("reservoir-controller")
+        )
+    ]
+    assert {d["kind"] for d in wanted} == {"Namespace", *RBAC_KINDS}, wanted
+    control_plane.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": wanted}))
+    path = tmp_path_factory.mktemp("controller") / "kubeconfig"
+    return control_plane.token_kubeconfig(SYSTEM_NAMESPACE, "reservoir-controller", path)
+
+
+def yaml_documents(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane) -> Iterator[str]:
+    """A namespace of this test's own; afterwards our finalizers are dropped (no
+    controller runs to release them) and the namespace is deleted."""
+    name = control_plane.create_namespace("t")
+    yield name
+    for kind in ("datasets", "dataloads"):
+        listed = control_plane.kubectl("get", kind, "-n", name, "-o", "name", check=False)
+        for obj in listed.stdout.split():
+            control_plane.kubectl(
+                "patch",
+                obj,
+                "-n",
+                name,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")
@@ -68,19 +126,19 @@ class ControllerProcess:
 
 @pytest.fixture
 def start_controller(
-    apiserver: ApiServer, module_mesh: Mesh, tmp_path: Path
+    controller_kubeconfig: Path, namespace: str, module_mesh: Mesh, tmp_path: Path
 ) -> Iterator[Callable[..., ControllerProcess]]:
-    """Start `reservoir controller --identity ID [EXTRA...]` against the stand-in and
-    the mesh."""
-    kubeconfig = apiserver.kubeconfig(tmp_path / "kubeconfig")
+    """Start `reservoir controller --identity ID [EXTRA...]` as its ServiceAccount,
+    watching the test's namespace, against the mesh."""
     started: list[ControllerProcess] = []
 
     def start(identity: str, *extra: str) -> ControllerProcess:
         args = [
-            f"--kubeconfig={kubeconfig}",
+            f"--kubeconfig={controller_kubeconfig}",
+            f"--namespace={namespace}",
             f"--master={module_mesh.address}",
             f"--identity={identity}",
-            "--lease-namespace=reservoir",
+            f"--lease-namespace={SYSTEM_NAMESPACE}",
             f"--lease-duration={LEASE_DURATION_S}",
             *extra,  # last: they override the above
         ]
@@ -103,18 +161,17 @@ class Clock:
         return datetime.now(UTC) + self.offset
 
 
-@pytest.fixture
-def in_process(
-    apiserver: ApiServer, module_mesh: Mesh, tmp_path: Path
+def run_in_process(
+    kubeconfig: str, namespace: str | None, master: str
 ) -> Iterator[Callable[..., Controller]]:
-    """Start a Controller on threads of this process: `in_process(clock=, timeout_s=)`."""
-    kubeconfig = str(apiserver.kubeconfig(tmp_path / "kubeconfig"))
     running: list[tuple[threading.Event, threading.Thread, Client]] = []
 
     def start(clock: Callable[[], datetime] | None = None, timeout_s: float = 30.0) -> Controller:
-        kube = Kube(api_client(kubeconfig, "reservoir-controller/inproc"), None, timeout_s)
-        client = Client(module_mesh.address)
-        lease = LeaseConfig("reservoir", "inproc", duration_s=3, renew_deadline_s=2, retry_s=0.5)
+        kube = Kube(api_client(kubeconfig, "reservoir-controller/inproc"), namespace, timeout_s)
+        client = Client(master)
+        lease = LeaseConfig(
+            SYSTEM_NAMESPACE, "inproc", duration_s=3, renew_deadline_s=2, retry_s=0.5
+        )
         controller = Controller(kube, client, lease, clock=clock or Clock())
         stop = threading.Event()
         thread = threading.Thread(target=controller.run, args=(stop,), daemon=True)
@@ -127,3 +184,21 @@ def in_process(
         done.set()
         thread.join(timeout=15)
         client.close()
+
+
+@pytest.fixture
+def in_process(
+    controller_kubeconfig: Path, namespace: str, module_mesh: Mesh
+) -> Iterator[Callable[..., Controller]]:
+    """Start a Controller on threads of this process, as its ServiceAccount, watching
+    the test's namespace: `in_process(clock=, timeout_s=)`."""
+    yield from run_in_process(str(controller_kubeconfig), namespace, module_mesh.address)
+
+
+@pytest.fixture
+def in_process_standin(
+    standin: ApiServer, module_mesh: Mesh, tmp_path: Path
+) -> Iterator[Callable[..., Controller]]:
+    """`in_process` against the stand-in, for the faults only it can produce."""
+    kubeconfig = str(standin.kubeconfig(tmp_path / "kubeconfig"))
+    yield from run_in_process(kubeconfig, None, module_mesh.address)

@@ -1,8 +1,9 @@
 """What the controller must never do, found in review: rewrite a status in a loop,
 take or delete a claim that is not its Dataset's, hang on a stalled API call, or
 hold the Lease while its work loop is stuck. The controller runs in this process
-(real threads, the HTTP stand-in, a real master) so that a test can drive its clock
-and its timeouts."""
+(real threads, a real master) so that a test can drive its clock and its timeouts,
+against the real API server; the stand-in serves the faults only it can produce (a
+write answered 500, a hung request, failing watches)."""
 
 from __future__ import annotations
 
@@ -24,13 +25,23 @@ from reservoir.controller.main import Controller
 from reservoir.controller.reconcile import _from_ms, _time
 from tests.controller.apiserver import ApiServer
 from tests.controller.conftest import Clock
-from tests.controller.test_controller import DATALOADS, DATASETS, PVCS, PVS, dataset, files, status
+from tests.controller.test_controller import (
+    DATALOADS,
+    DATASETS,
+    PVCS,
+    PVS,
+    Api,
+    dataset,
+    files,
+    status,
+)
+from tests.fixtures.kube import ControlPlane
 from tests.fixtures.mesh import Mesh, wait_until
 
 Start = Callable[..., Controller]
 
 
-def ready(api: ApiServer, ns: str, name: str, controller: Controller) -> None:
+def ready(api: Api, ns: str, name: str) -> None:
     wait_until(
         lambda: status(api, DATASETS, ns, name).get("phase") == "Ready",
         30,
@@ -38,48 +49,58 @@ def ready(api: ApiServer, ns: str, name: str, controller: Controller) -> None:
     )
 
 
-def status_writes(api: ApiServer, ns: str, plural: str, name: str) -> list[dict[str, Any]]:
+def status_writes(api: ControlPlane, ns: str, plural: str, name: str) -> list[dict[str, Any]]:
+    """The statuses written to `plural/name`, in order (from the API server's audit)."""
     path = f"/apis/data.reservoir.dev/v1alpha1/namespaces/{ns}/{plural}/{name}/status"
-    return [w.body["status"] for w in list(api.writes) if w.path == path]
+    return [
+        e["requestObject"]["status"]
+        for e in api.audit()
+        if e["requestURI"].split("?")[0] == path and e["verb"] == "patch"
+    ]
 
 
 def test_a_cron_load_runs_twice_with_few_status_writes_and_each_runs_completion_time(
-    apiserver: ApiServer, module_mesh: Mesh, in_process: Start, tmp_path: Path
+    control_plane: ControlPlane,
+    namespace: str,
+    module_mesh: Mesh,
+    in_process: Start,
+    tmp_path: Path,
 ) -> None:
+    api, ns = control_plane, namespace
     files(tmp_path / "data", {"a": 3000, "b": 5000})
     clock = Clock()
     controller = in_process(clock=clock)
-    apiserver.create(DATASETS, "cron", dataset("nightly", f"file://{tmp_path / 'data'}"))
-    ready(apiserver, "cron", "nightly", controller)
+    api.create(DATASETS, ns, dataset("nightly", f"file://{tmp_path / 'data'}"))
+    ready(api, ns, "nightly")
     load = {
         "apiVersion": "data.reservoir.dev/v1alpha1",
         "kind": "DataLoad",
         "metadata": {"name": "warm"},
         "spec": {"dataset": "nightly", "policy": "Cron", "schedule": "* * * * *"},
     }
-    apiserver.create(DATALOADS, "cron", load)
+    api.create(DATALOADS, ns, load)
     wait_until(
-        lambda: "nextScheduleTime" in status(apiserver, DATALOADS, "cron", "warm"),
+        lambda: "nextScheduleTime" in status(api, DATALOADS, ns, "warm"),
         10,
         "the first run to be scheduled",
     )
 
     jobs = []
     for _ in range(2):
-        before = status(apiserver, DATALOADS, "cron", "warm").get("jobId")
+        before = status(api, DATALOADS, ns, "warm").get("jobId")
         # To 30 s past the next minute: that minute's run is due, the next is 30 s away.
         now = clock()
         clock.offset += now.replace(second=30, microsecond=0) + timedelta(minutes=1) - now
-        controller.queue.put("dataloads:cron/warm")  # its timer is in real time
+        controller.queue.put(f"dataloads:{ns}/warm")  # its timer is in real time
         wait_until(
             lambda b=before: (
-                (s := status(apiserver, DATALOADS, "cron", "warm")).get("phase") == "Succeeded"
+                (s := status(api, DATALOADS, ns, "warm")).get("phase") == "Succeeded"
                 and s.get("jobId") != b
             ),
             15,
-            f"a run to succeed: {status(apiserver, DATALOADS, 'cron', 'warm')}",
+            f"a run to succeed: {status(api, DATALOADS, ns, 'warm')}",
         )
-        s = status(apiserver, DATALOADS, "cron", "warm")
+        s = status(api, DATALOADS, ns, "warm")
         with module_mesh.client() as client:
             job = client.load_job(s["jobId"])
         assert s["completionTime"] == _time(_from_ms(job.finished_ms))
@@ -88,7 +109,7 @@ def test_a_cron_load_runs_twice_with_few_status_writes_and_each_runs_completion_
     assert len(set(jobs)) == 2
 
     time.sleep(2)  # a loop would write thousands of times meanwhile
-    writes = status_writes(apiserver, "cron", "dataloads", "warm")
+    writes = status_writes(api, ns, "dataloads", "warm")
     # A running job's duration changes each second, so each 1 s poll writes once: a
     # slow machine writes more, never thousands. A write that repeats the one before
     # it changed nothing: the loop this test guards against.
@@ -102,12 +123,16 @@ def test_a_cron_load_runs_twice_with_few_status_writes_and_each_runs_completion_
 
 
 def test_a_failed_write_of_the_job_id_is_retried_and_starts_no_second_load(
-    apiserver: ApiServer, in_process: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    standin: ApiServer,
+    in_process_standin: Start,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    apiserver = standin  # a real server cannot be made to fail one chosen write
     files(tmp_path / "data", {"f": 4000})
-    controller = in_process()
+    in_process_standin()
     apiserver.create(DATASETS, "once", dataset("src", f"file://{tmp_path / 'data'}"))
-    ready(apiserver, "once", "src", controller)
+    ready(apiserver, "once", "src")
     # The first status write records the start; the second, with the job ID, fails once.
     apiserver.fail("/namespaces/once/dataloads/warm/status", 500, skip=1)
     load = {
@@ -126,13 +151,15 @@ def test_a_failed_write_of_the_job_id_is_retried_and_starts_no_second_load(
     assert not apiserver.faults, "the write failed once"
     started = [r for r in caplog.records if "started for once/warm" in r.getMessage()]
     assert len(started) == 1
-    phases = [w.get("phase") for w in status_writes(apiserver, "once", "dataloads", "warm")]
+    path = "/apis/data.reservoir.dev/v1alpha1/namespaces/once/dataloads/warm/status"
+    phases = [w.body["status"].get("phase") for w in apiserver.writes if w.path == path]
     assert phases[:2] == ["Starting", "Running"]  # the start recorded before the master is asked
 
 
 def test_a_claim_that_is_not_the_datasets_is_neither_used_nor_deleted(
-    apiserver: ApiServer, in_process: Start, tmp_path: Path
+    control_plane: ControlPlane, namespace: str, in_process: Start, tmp_path: Path
 ) -> None:
+    api, ns = control_plane, namespace
     files(tmp_path / "data", {"f": 10})
     claim = {
         "apiVersion": "v1",
@@ -140,58 +167,70 @@ def test_a_claim_that_is_not_the_datasets_is_neither_used_nor_deleted(
         "metadata": {"name": "images"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     }
-    _, theirs = apiserver.create(PVCS, "team-x", claim)
+    theirs = api.create(PVCS, ns, claim)["metadata"]["uid"]
     controller = in_process()
-    apiserver.create(DATASETS, "team-x", dataset("images", f"file://{tmp_path / 'data'}"))
+    api.create(DATASETS, ns, dataset("images", f"file://{tmp_path / 'data'}"))
     wait_until(
-        lambda: status(apiserver, DATASETS, "team-x", "images").get("phase") == "Failed",
+        lambda: status(api, DATASETS, ns, "images").get("phase") == "Failed",
         20,
-        f"the Dataset to fail: {status(apiserver, DATASETS, 'team-x', 'images')}",
+        f"the Dataset to fail: {status(api, DATASETS, ns, 'images')}",
     )
-    s = status(apiserver, DATASETS, "team-x", "images")
+    s = status(api, DATASETS, ns, "images")
     assert s["message"] == (
-        "PersistentVolumeClaim team-x/images already exists and is not this Dataset's:"
+        f"PersistentVolumeClaim {ns}/images already exists and is not this Dataset's:"
         " rename or delete one of them"
     )
     [ready_condition] = s["conditions"]
     assert ready_condition["status"] == "False" and ready_condition["message"] == s["message"]
-    assert apiserver.get(PVS, "", "reservoir-team-x-images") is None  # nothing made
-    assert apiserver.get(PVCS, "team-x", "images") == theirs  # nor adopted
+    assert api.read(PVS, "", f"reservoir-{ns}-images") is None  # nothing made
+    claim_now = api.read(PVCS, ns, "images")
+    assert claim_now and claim_now["metadata"]["uid"] == theirs  # nor adopted
+    assert not claim_now["metadata"].get("ownerReferences")
 
-    apiserver.delete(DATASETS, "team-x", "images")
-    wait_until(lambda: apiserver.get(DATASETS, "team-x", "images") is None, 20, "the Dataset to go")
-    assert apiserver.get(PVCS, "team-x", "images") == theirs  # nor deleted
-    assert not [w for w in apiserver.writes if "persistentvolumeclaims" in w.path]
+    api.delete(DATASETS, ns, "images")
+    wait_until(lambda: api.read(DATASETS, ns, "images") is None, 20, "the Dataset to go")
+    claim_now = api.read(PVCS, ns, "images")
+    assert claim_now and claim_now["metadata"]["uid"] == theirs  # nor deleted
+    ours = api.writes_by("reservoir-controller/inproc")
+    assert not [
+        e
+        for e in ours
+        if e["objectRef"]["resource"] == "persistentvolumeclaims"
+        and e["objectRef"].get("namespace") == ns
+    ]
     assert controller.problems() == []
 
 
 def test_a_stalled_api_call_times_out_and_the_controller_goes_on(
-    apiserver: ApiServer, in_process: Start, tmp_path: Path
+    standin: ApiServer, in_process_standin: Start, tmp_path: Path
 ) -> None:
+    apiserver = standin  # a real server cannot be made to hang one chosen request
     files(tmp_path / "data", {"f": 10})
     apiserver.stall("/persistentvolumeclaims/", 60)  # the first look for the claim hangs
-    controller = in_process(timeout_s=1.0)
+    in_process_standin(timeout_s=1.0)
     apiserver.create(DATASETS, "team-y", dataset("slow", f"file://{tmp_path / 'data'}"))
-    ready(apiserver, "team-y", "slow", controller)
-    wait_until(lambda: apiserver.get(PVCS, "team-y", "slow") is not None, 15, "the claim")
+    ready(apiserver, "team-y", "slow")
+    wait_until(lambda: apiserver.read(PVCS, "team-y", "slow") is not None, 15, "the claim")
     assert not apiserver.faults, "the stall was met"
 
 
 def test_a_replica_whose_work_loop_is_stuck_stops_renewing_the_lease(
-    apiserver: ApiServer, tmp_path: Path
+    control_plane: ControlPlane, namespace: str
 ) -> None:
-    kube = Kube(api_client(str(apiserver.kubeconfig(tmp_path / "kc")), "elector"), None, 5.0)
+    kube = Kube(api_client(str(control_plane.kubeconfig), "elector"), None, 5.0)
     alive = True
     # The deadline counts from before the Lease is written: long enough that a slow
     # write on a loaded machine still leaves us leading when step() returns.
-    config = LeaseConfig("reservoir", "me", duration_s=4.0, renew_deadline_s=3.0, retry_s=0.2)
+    config = LeaseConfig(namespace, "me", duration_s=4.0, renew_deadline_s=3.0, retry_s=0.2)
     elector = Elector(kube, config, worker_alive=lambda: alive)
     assert elector.step() and elector.is_leader()
-    renewed = apiserver.get("apis/coordination.k8s.io/v1/leases", "reservoir", config.name)
+    leases = "apis/coordination.k8s.io/v1/leases"
+    renewed = control_plane.read(leases, namespace, config.name)
+    assert renewed and renewed["spec"]["holderIdentity"] == "me"
     alive = False
     time.sleep(3.1)  # past the renew deadline, within the Lease's duration
     assert not elector.step() and not elector.is_leader()
-    lease = apiserver.get("apis/coordination.k8s.io/v1/leases", "reservoir", config.name)
+    lease = control_plane.read(leases, namespace, config.name)
     assert lease == renewed  # not renewed: a standby may take it
 
 
@@ -213,8 +252,9 @@ def test_a_failing_watch_shows_in_healthz(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 def test_a_watch_that_fails_while_lists_work_shows_in_healthz(
-    monkeypatch: pytest.MonkeyPatch, apiserver: ApiServer, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, standin: ApiServer, tmp_path: Path
 ) -> None:
+    apiserver = standin  # a real server cannot be made to fail watches alone
     # Longer than the first retry delay (1 s): a relist must not reset the failure.
     monkeypatch.setattr(informer_module, "WATCH_STALE_S", 2.5)
     apiserver.watch_error = 500
