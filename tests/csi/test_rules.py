@@ -188,6 +188,24 @@ def test_stats_where_the_volume_is_not_published_is_not_found(
     assert code == grpc.StatusCode.NOT_FOUND and str(targets) in message
 
 
+@pytest.mark.parametrize("volume_id", ["ds", "no-such-volume"])
+def test_stats_at_a_relative_path_is_not_found(
+    plugin: Plugin, targets: Path, volume_id: str
+) -> None:
+    """The volume is looked up before the path's form is judged: a path where it is
+    not published, relative ones too, is NOT_FOUND as the spec (and csi-sanity)
+    has it, whether or not the volume is published elsewhere on the node."""
+    target = targets / "t"
+    plugin.node.NodePublishVolume(publish_request(target))
+    try:
+        request = pb.NodeGetVolumeStatsRequest(volume_id=volume_id, volume_path="some/path")
+        code, message = status(lambda: plugin.node.NodeGetVolumeStats(request))
+        assert code == grpc.StatusCode.NOT_FOUND, message
+        assert volume_id in message and "some/path" in message
+    finally:
+        unpublish(plugin, target)
+
+
 def test_concurrent_calls_for_one_target_are_serialised(plugin: Plugin, targets: Path) -> None:
     target = targets / "busy"
     with ThreadPoolExecutor(8) as pool:

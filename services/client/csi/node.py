@@ -56,9 +56,11 @@ class Node(csi_pb2_grpc.NodeServicer):
     ) -> pb.NodeGetVolumeStatsResponse:
         """What statfs(2) of the mount says: the dataset's size as total and used
         (a read-only volume has no room left), and its file count as inodes. A mount
-        that does not answer in time is reported abnormal, not waited for."""
+        that does not answer in time is reported abnormal, not waited for. Any path
+        where the volume is not published, a relative one too, is NOT_FOUND (what
+        the spec and csi-sanity expect), not INVALID_ARGUMENT."""
         _require(request, "volume_id", "volume_path")
-        path = str(_absolute(request.volume_path))
+        path = _normalized(request.volume_path)
         self.volumes.find(request.volume_id, path)
         try:
             st = await mounts.statvfs(Path(path))
@@ -142,6 +144,11 @@ def _absolute(path: str) -> Path:
     if not os.path.isabs(path):
         raise InvalidArgument(f"{path!r} is not an absolute path")
     return Path(os.path.normpath(path))
+
+
+def _normalized(path: str) -> str:
+    """`path` as targets are kept; a relative one stays relative, so it names none."""
+    return os.path.normpath(path)
 
 
 def _check_capability(capability: pb.VolumeCapability, readonly: bool) -> None:
