@@ -44,6 +44,8 @@ demo: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
 test: setup
+	@[ -n "$$KUBEBUILDER_ASSETS" ] || echo "make test: KUBEBUILDER_ASSETS is not set, so the" \
+		"Kubernetes and csi-sanity tests will fail: README.md, Development, says how to get them" >&2
 	$(PY) -m pytest
 
 # The benchmark suite (cold-start storm behind a tc-capped origin, warm reads, metadata;

@@ -19,6 +19,7 @@ import binascii
 import json
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client as k8s
@@ -35,6 +36,11 @@ NOT_FOUND = 404
 CONFLICT = 409
 GONE = 410  # a watch's resourceVersion is too old: list again
 REQUEST_TIMEOUT_S = 30.0
+
+
+class SecretMissing(FailedPrecondition):
+    """A Secret or key a Dataset names is not there (yet): looked for again soon,
+    since Secrets are often applied after the resources that use them."""
 
 
 def api_client(kubeconfig: str | None, user_agent: str) -> k8s.ApiClient:
@@ -150,6 +156,34 @@ class Kube:
             GROUP, VERSION, namespace, plural, name, body, _request_timeout=self.timeout
         )
 
+    def record_event(self, obj: Obj, kind: str, reason: str, message: str) -> None:
+        """A core/v1 Event about `obj`, as `kubectl describe` and `get events` show."""
+        m = obj["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{m['name']}.", "namespace": m["namespace"]},
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion", ""),
+                "kind": obj.get("kind", ""),
+                "name": m["name"],
+                "namespace": m["namespace"],
+                "uid": m.get("uid", ""),
+                "resourceVersion": m.get("resourceVersion", ""),
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "reservoir-controller"},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self._core.create_namespaced_event(
+            m["namespace"], event, _preload_content=False, _request_timeout=self.timeout
+        )
+
     # -- secrets -----------------------------------------------------------------------
 
     def secret_value(self, namespace: str, name: str, key: str) -> str:
@@ -162,19 +196,19 @@ class Kube:
             )
         except ApiException as exc:
             if exc.status == NOT_FOUND:
-                raise FailedPrecondition(f"Secret {namespace}/{name} does not exist") from None
+                raise SecretMissing(f"Secret {namespace}/{name} does not exist") from None
             raise
         data = secret.get("data") or {}
         if key in data:
             try:
                 return base64.b64decode(data[key], validate=True).decode()
             except (binascii.Error, UnicodeDecodeError):
-                raise FailedPrecondition(
+                raise SecretMissing(
                     f"key {key!r} of Secret {namespace}/{name} is not base64 UTF-8 text"
                 ) from None
         if key in (secret.get("stringData") or {}):
             return str(secret["stringData"][key])
-        raise FailedPrecondition(f"Secret {namespace}/{name} has no key {key!r}")
+        raise SecretMissing(f"Secret {namespace}/{name} has no key {key!r}")
 
     # -- volumes -----------------------------------------------------------------------
 

@@ -2,12 +2,14 @@
 master in agreement.
 
 Threads: one per kind lists and watches it into a cache (`informer`) and queues the
-keys that changed; the Lease elector campaigns and renews; one worker takes due keys
-and reconciles them one at a time: observe (the cache, the master), plan (`planner`,
-pure), act (master over gRPC, Kubernetes), write the status, and queue the key again
-when the plan asks. Leadership is checked before each action and status write, not
-only when a key is taken. A replica that does not lead keeps its cache warm and does
-nothing else; on election it queues every key.
+keys that changed; the Lease elector campaigns and renews; WORKERS workers take due
+keys and reconcile them side by side, one key by one worker at a time (so a slow
+or unreachable master holds up one key, not every other behind it): observe (the
+cache, the master), plan (`planner`, pure), act (master over gRPC, Kubernetes),
+write the status, and queue the key again when the plan asks. Leadership is checked
+before each action and status write, not only when a key is taken. A replica that
+does not lead keeps its cache warm and does nothing else; on election it queues
+every key.
 
 A status write sends only what changed, with removed keys as null (a JSON merge patch
 keeps keys it is not told to drop); the watch event that echoes it is not a change,
@@ -40,7 +42,7 @@ from reservoir.client.client import Client
 from reservoir.controller import reconcile as planner
 from reservoir.controller.health import STALE_S, Heartbeat, serve_health
 from reservoir.controller.informer import Informer
-from reservoir.controller.kube import CONFLICT, Kube, Obj, api_client, status_of
+from reservoir.controller.kube import CONFLICT, Kube, Obj, SecretMissing, api_client, status_of
 from reservoir.controller.lease import Elector, LeaseConfig
 from reservoir.controller.redact import Redactor
 from reservoir.controller.resources import (
@@ -56,8 +58,10 @@ from reservoir.errors import AlreadyExists, NotFound, ReservoirError, Unavailabl
 log = logging.getLogger(__name__)
 
 RETRY_MAX_S = 60.0  # failing actions are retried with doubling delays up to this
+SECRET_RETRY_S = 5.0  # a missing Secret (one GET, no master call) is looked for this often
 CONFLICT_RETRY_S = 0.2
 RECORD_ATTEMPTS = 3  # writes of what the master answered (a job ID) are tried this often
+WORKERS = 8  # keys reconciled side by side: threads that mostly wait on the master
 
 
 @dataclass(frozen=True)
@@ -138,13 +142,16 @@ class Controller:
         while not stop.is_set():
             self.heartbeat.beat()
             key = self.queue.get(timeout=0.5)
-            if key is None or not self.elector.is_leader():
-                continue  # on election every key is queued again
+            if key is None:
+                continue
             try:
-                self.reconcile(key)
+                if self.elector.is_leader():  # else: on election every key is queued again
+                    self.reconcile(key)
             except Exception:
                 log.exception("reconciling %s", key)
                 self.queue.put(key, self._backoff(key))
+            finally:
+                self.queue.done(key)
 
     def _backoff(self, key: str) -> float:
         n = self._failures.get(key, 0) + 1
@@ -234,14 +241,19 @@ class Controller:
         reason = self.redactor.redact(_reason(exc))
         transient = isinstance(exc, Unavailable)
         delay = self._backoff(key)
+        if isinstance(exc, SecretMissing):
+            delay = min(delay, SECRET_RETRY_S)
         log.warning("%s: %s (retry in %.0f s)", key, reason, delay)
+        new = self._errors.get(key) != reason
         if not transient:
             self._errors[key] = reason
         self.queue.put(key, delay)
         status = dict(obj.get("status") or {})
-        if transient:
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            status["phase"] = "Deleting"  # held by the finalizer until the master answers
+        elif transient:
             status.setdefault("phase", "Pending")
-        elif status.get("phase") != "Deleting":
+        else:
             status["phase"] = "Failed"
         status["message"] = reason
         if plural == DATASETS and not transient:
@@ -252,6 +264,8 @@ class Controller:
             return
         try:
             self._write_status(plural, obj, status)
+            if new and not transient:  # once per new reason: no event storm on retries
+                self.kube.record_event(obj, "Warning", "Failed", reason)
         except (ApiException, HTTPError, OSError) as write_error:
             log.warning("%s: writing status: %s", key, write_error)
 
@@ -344,10 +358,15 @@ class Controller:
     # -- running -----------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        elector = threading.Thread(target=self.elector.run, args=(stop,), daemon=True)
         threads = [
             threading.Thread(target=self.informer.run, args=(DATASETS, stop), daemon=True),
             threading.Thread(target=self.informer.run, args=(DATALOADS, stop), daemon=True),
-            threading.Thread(target=self.elector.run, args=(stop,), daemon=True),
+            elector,
+            *(
+                threading.Thread(target=self.work, args=(stop,), daemon=True)
+                for _ in range(WORKERS - 1)
+            ),
         ]
         for t in threads:
             t.start()
@@ -355,7 +374,7 @@ class Controller:
             self.work(stop)
         finally:
             stop.set()
-            threads[2].join(timeout=5)  # hand the Lease back
+            elector.join(timeout=5)  # hand the Lease back
 
 
 def _valid(obj: Obj) -> bool:

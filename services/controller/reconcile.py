@@ -161,7 +161,8 @@ def _from_ms(ms: int) -> datetime:
 
 
 def percent(part: int, whole: int) -> str:
-    return f"{100.0 * part / whole:.1f}%" if whole else "100.0%"
+    """Rounded down, so that 100.0% means every byte; nothing of nothing is 0.0%."""
+    return f"{part * 1000 // whole / 10:.1f}%" if whole > 0 else "0.0%"
 
 
 def duration(seconds: float) -> str:
@@ -269,8 +270,12 @@ def _create(ds: Dataset) -> list[Action]:
         )
     ]
     if ds.preload:
-        actions.append(StartLoad(ds.master_name, (), "preloadJob", f"{ds.meta.uid}/preload"))
+        actions.append(_preload(ds))
     return actions
+
+
+def _preload(ds: Dataset) -> StartLoad:
+    return StartLoad(ds.master_name, (), "preloadJob", f"{ds.meta.uid}/preload")
 
 
 def _differs(ds: Dataset, master: types.Dataset) -> str:
@@ -364,6 +369,11 @@ def reconcile_dataset(
     synced_s = (now.timestamp() * 1000 - master.synced_ms) / 1000
     if ds.sync_interval_s and master.phase == READY and synced_s >= ds.sync_interval_s:
         actions.append(SyncDataset(ds.master_name))
+    if ds.preload and master.phase == READY and not ds.status.get("preloadJob"):
+        # From what is observed, not only in the plan that creates: a controller that
+        # died between the create and the start left a dataset with no preload. The
+        # run's key makes the master answer the first start's job if there was one.
+        actions.append(_preload(ds))
     actions.append(volume(ds))
     phase = "Failed" if error else master.phase
     message = error or master.message
@@ -396,17 +406,16 @@ def claimants(datasets: list[Dataset]) -> dict[str, str]:
 def load_status(
     load: DataLoad, job: types.LoadJob | None, now: datetime, **extra: Any
 ) -> dict[str, Any]:
-    status: dict[str, Any] = {
-        k: v for k, v in load.status.items() if k in ("jobId", "lastScheduleTime", "startTime")
-    }
+    kept = ("jobId", "datasetUID", "lastScheduleTime", "startTime")
+    status: dict[str, Any] = {k: v for k, v in load.status.items() if k in kept}
     status["observedGeneration"] = load.meta.generation
     if job is not None:
         end = job.finished_ms or now.timestamp() * 1000
         status.update(
             phase=job.state,
-            progress=percent(job.loaded_bytes, job.total_bytes)
-            if job.total_bytes or job.done
-            else "0.0%",
+            progress="100.0%"
+            if job.state == "Succeeded" and not job.total_bytes
+            else percent(job.loaded_bytes, job.total_bytes),
             duration=duration((end - job.started_ms) / 1000),
             loadedBytes=job.loaded_bytes,
             totalBytes=job.total_bytes,
@@ -426,13 +435,21 @@ def _schedule_next(load: DataLoad) -> datetime:
     return schedule.next_after(since)
 
 
-def _start(load: DataLoad, start: StartLoad, now: datetime, since: str, **extra: Any) -> Plan:
+def _start(
+    load: DataLoad, dataset: Dataset, start: StartLoad, now: datetime, since: str, **extra: Any
+) -> Plan:
     """Record the start (phase Starting), start, then show it Running; the caller
     adds the job ID the master answered. The previous run's job ID is dropped (None:
     the merge patch deletes it), so a start of this run that fails shows as Starting
     without a job ID and is retried, not taken for the previous run's result."""
     start = replace(start, request_id=f"{load.meta.uid}/{since}")  # one job per run
-    fields = {"progress": "0.0%", "startTime": since, "jobId": None, **extra}
+    fields = {
+        "progress": "0.0%",
+        "startTime": since,
+        "jobId": None,
+        "datasetUID": dataset.meta.uid,
+        **extra,
+    }
     intent = load_status(load, None, now, phase=STARTING, **fields)
     status = load_status(load, None, now, phase="Running", **fields)
     return Plan((start,), status, BUSY_INTERVAL_S, intent=intent)
@@ -450,6 +467,12 @@ def reconcile_load(
     master's answer for `status.jobId` (None if no job or the master forgot it)."""
     if load.meta.deleting:
         return Plan()
+    ran_on = load.status.get("datasetUID", "")
+    if dataset is not None and ran_on and ran_on != dataset.meta.uid:
+        # The result is of a Dataset since deleted; this one of the name is new.
+        forgotten = ("jobId", "datasetUID", "startTime")
+        load = replace(load, status={k: v for k, v in load.status.items() if k not in forgotten})
+        job = None
     job_id = load.status.get("jobId", "")
     if error:
         return Plan((), load_status(load, job, now, phase="Failed", message=error), WAIT_INTERVAL_S)
@@ -460,9 +483,10 @@ def reconcile_load(
         return Plan((), load_status(load, job, now), BUSY_INTERVAL_S)
 
     if dataset is None or dataset.meta.deleting:
+        # No figures of the last run: they were of a Dataset that is not there now.
         message = f"waiting for Dataset {load.dataset}"
         return Plan(
-            (), load_status(load, job, now, phase="Pending", message=message), WAIT_INTERVAL_S
+            (), load_status(load, None, now, phase="Pending", message=message), WAIT_INTERVAL_S
         )
     if dataset.status.get("phase") != READY:
         message = f"waiting for Dataset {load.dataset} to be Ready"
@@ -474,18 +498,18 @@ def reconcile_load(
     if not job_id and load.status.get("phase") == STARTING:
         # A start was recorded but no job ID: it failed, or its answer was lost. Start
         # again with the same run's key: the master answers the job if there is one.
-        return _start(load, start, now, load.status.get("startTime") or _time(now))
+        return _start(load, dataset, start, now, load.status.get("startTime") or _time(now))
     if load.policy != CRON:
         if job is not None:
             return Plan((), load_status(load, job, now))  # Once, and done
-        return _start(load, start, now, _time(now))
+        return _start(load, dataset, start, now, _time(now))
 
     try:
         due = _schedule_next(load)
     except InvalidArgument as exc:
         return Plan((), load_status(load, job, now, phase="Failed", message=str(exc)))
     if due <= now:
-        return _start(load, start, now, _time(now), lastScheduleTime=_time(now))
+        return _start(load, dataset, start, now, _time(now), lastScheduleTime=_time(now))
     pending = {"phase": "Pending", "message": f"next run at {_time(due)}"} if job is None else {}
     status = load_status(load, job, now, nextScheduleTime=_time(due), **pending)
     return Plan((), status, min((due - now).total_seconds(), 3600.0))

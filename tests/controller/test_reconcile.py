@@ -386,6 +386,73 @@ def test_the_work_queue_holds_a_key_once_at_its_earliest_time() -> None:
     assert queue.get(1.0) == "c"
 
 
+def test_a_key_taken_by_one_worker_is_not_given_to_another_until_done() -> None:
+    queue = WorkQueue()
+    queue.put("slow")
+    assert queue.get(0.1) == "slow"
+    queue.put("slow")  # changed while its worker is still on it
+    queue.put("other")
+    assert queue.get(0.1) == "other"  # other keys do not wait behind it
+    assert queue.get(0.05) is None  # "slow" is due but held
+    queue.done("other")
+    queue.done("slow")
+    assert queue.get(0.1) == "slow"  # the put made meanwhile is not lost
+
+
+def test_cached_percentage_is_rounded_down_and_nothing_is_not_everything() -> None:
+    assert planner.percent(15_000_010, 15_000_018) == "99.9%"
+    assert planner.percent(15_000_018, 15_000_018) == "100.0%"
+    assert planner.percent(0, 0) == "0.0%"
+    empty = planner.reconcile_dataset(
+        Dataset.of(ds_obj(meta={"finalizers": [FINALIZER]})),
+        on_master(phase="Pending", total_bytes=0, cached_bytes=0, file_count=0),
+        NOW,
+    )
+    assert empty.status and empty.status["cachedPercentage"] == "0.0%"
+    done = planner.load_status(
+        DataLoad.of(load_obj()), job(state="Succeeded", total_bytes=0, loaded_bytes=0), NOW
+    )
+    assert done["progress"] == "100.0%"  # a load of nothing has loaded all of it
+
+
+def test_a_preload_is_started_from_what_is_observed_not_only_when_creating() -> None:
+    # The controller died between creating the master's dataset and starting its
+    # preload: the next reconcile sees a Ready dataset, preload asked, no job recorded.
+    ds = Dataset.of(ds_obj(preload=True, meta={"finalizers": [FINALIZER]}))
+    plan = planner.reconcile_dataset(ds, on_master(), NOW)
+    starts = [a for a in plan.actions if isinstance(a, planner.StartLoad)]
+    assert starts == [planner.StartLoad("team-images", (), "preloadJob", "u-1/preload")]
+    # Recorded: not started again. Still listing: not yet.
+    started = Dataset.of(
+        ds_obj(preload=True, meta={"finalizers": [FINALIZER]}, status={"preloadJob": "j1"})
+    )
+    assert "StartLoad" not in kinds(planner.reconcile_dataset(started, on_master(), NOW))
+    assert "StartLoad" not in kinds(planner.reconcile_dataset(ds, on_master(phase="Pending"), NOW))
+
+
+def test_a_once_load_of_a_dataset_deleted_and_made_again_runs_again() -> None:
+    done = {
+        "phase": "Succeeded",
+        "jobId": "j1",
+        "datasetUID": "u-1",
+        "progress": "100.0%",
+        "startTime": "2026-03-04T05:00:00Z",
+    }
+    load = DataLoad.of(load_obj(status=done))
+    finished = job(state="Succeeded", loaded_bytes=4000, finished_ms=MS - 1000)
+    # While the Dataset is gone: waiting, with no figures of the run on the old one.
+    gone = planner.reconcile_load(load, None, finished, NOW)
+    assert gone.status and gone.status["phase"] == "Pending"
+    assert "progress" not in gone.status and "loadedBytes" not in gone.status
+    # The same Dataset: done. A new one of that name (another UID): a new run.
+    assert planner.reconcile_load(load, READY_DS, finished, NOW).actions == ()
+    again = Dataset.of(ds_obj(status={"phase": "Ready"}, meta={"uid": "u-2"}))
+    plan = planner.reconcile_load(load, again, finished, NOW)
+    assert kinds(plan) == ["StartLoad"]
+    assert plan.status and plan.status["datasetUID"] == "u-2"
+    assert plan.status["jobId"] is None and plan.status["progress"] == "0.0%"
+
+
 def test_secret_values_are_redacted_from_log_records(caplog: pytest.LogCaptureFixture) -> None:
     redactor = Redactor()
     redactor.add("hunter2")
