@@ -2,24 +2,39 @@
 
 A dataset is created in phase PENDING (which reserves its name), its under-storage
 is listed once, the files are written in batched transactions, and only then does
-it turn READY: a reader never sees half a tree as complete. A master that dies in
-between leaves a PENDING dataset (or a DELETING one, mid-delete): the next leader
-completes it (`finish_interrupted`), and meanwhile `sync` completes it and `delete`
-removes it.
+it turn READY: a reader never sees half a tree as complete.
+
+A listing belongs to the leader, not to the RPC that asked for it: a caller that
+goes away (a killed `reservoir dataset create`, a deadline) does not stop it, and a
+`sync` that arrives meanwhile waits for the same listing instead of starting
+another. The leader's sweep (`finish_interrupted`, at election and every
+SWEEP_SECONDS) completes what no listing of its own is completing: PENDING datasets
+left by an earlier leader or by a stopped master, and DELETING ones left mid-delete.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from reservoir import paths
 from reservoir.blocks import file_id
-from reservoir.errors import AlreadyExists, InvalidArgument, NotFound, ReservoirError
+from reservoir.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    NotLeader,
+    ReservoirError,
+    Unavailable,
+)
 from reservoir.master import keys
 from reservoir.master.election import Leadership
-from reservoir.meta.kv import KV
+from reservoir.meta.kv import KV, Guard, GuardFailed
 from reservoir.origin import SECRET_OPTIONS, ObjectInfo, Origin, open_origin
 from reservoir.v1 import master_pb2, types_pb2
 
@@ -32,9 +47,25 @@ MIN_BLOCK_SIZE = 64 * 1024
 MAX_BLOCK_SIZE = 4 * 1024 * 1024 * 1024
 # ls reads this many keys per round trip.
 LS_PAGE = 1000
+# How often the leader looks for datasets that no listing of its own is completing:
+# rarely needed (a takeover starts a sweep at once), so rare.
+SWEEP_SECONDS = 30.0
 
 Phase = master_pb2.DatasetPhase
 OriginFactory = Callable[[str, Mapping[str, str]], Origin]
+# What a listing comes to: the dataset as recorded, and its files added, changed, removed.
+Listed = tuple[master_pb2.Dataset, int, int, int]
+
+
+@dataclass
+class _Listing:
+    """One listing of a dataset's under-storage, run by the leader."""
+
+    name: str
+    task: asyncio.Task[Listed] = field(init=False)
+    # What those waiting for it hear if it is cancelled: a master that stops leading
+    # (or exits) answers NotLeader, so that clients retry with the next leader.
+    stopped: ReservoirError = field(default_factory=lambda: NotLeader(None))
 
 
 def redacted(dataset: master_pb2.Dataset) -> master_pb2.Dataset:
@@ -63,6 +94,12 @@ class Datasets:
         self._kv = kv
         self._leadership = leadership
         self._open_origin = open_origin
+        # The listing under way in this master, by dataset: at most one each.
+        self._listings: dict[str, _Listing] = {}
+        # Held from "is a listing under way?" to recording the answer, so that create,
+        # sync, delete and the sweep agree on which listing is a dataset's.
+        self._claim = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- reads ---------------------------------------------------------------------
 
@@ -122,7 +159,7 @@ class Datasets:
             raise InvalidArgument(
                 f"block size {block_size} is outside [{MIN_BLOCK_SIZE}, {MAX_BLOCK_SIZE}] bytes"
             )
-        origin = self._open_origin(uri, options)  # validates URI and options
+        await self._open_origin(uri, options).close()  # validates URI and options
         guard = await self._leadership.require()
         dataset = master_pb2.Dataset(
             name=name,
@@ -132,64 +169,173 @@ class Datasets:
             phase=Phase.DATASET_PHASE_PENDING,
             created_unix_ms=_now_ms(),
         )
-        key = keys.dataset(name)
-        if not await self._kv.create(key, dataset.SerializeToString()):
-            raise AlreadyExists(f"dataset {name!r} already exists")
-        try:
-            await self._record_tree(dataset, origin, guard)
-        except BaseException:
-            await self._kv.commit(deletes=[key], delete_prefixes=[keys.files(name)], guard=guard)
-            raise
-        finally:
-            await origin.close()
-        log.info("dataset %s: %d files, %d bytes", name, dataset.file_count, dataset.total_bytes)
-        return dataset
+        listing = _Listing(name)
+        self._start(listing, self._first_listing(listing, dataset, guard), "the first listing")
+        return (await self._wait(listing))[0]
 
-    async def finish_interrupted(self, before_ms: int) -> None:
-        """Complete what an earlier leader left half done: datasets created before
-        `before_ms` (when this master took over) still PENDING are listed again, as
-        `sync` does, and DELETING ones deleted. A failure is logged and left to the
-        user's `sync` or `delete`."""
-        for dataset in await self.list():
-            if dataset.created_unix_ms >= before_ms:
-                continue  # this leader's own, under way
-            try:
-                if dataset.phase == Phase.DATASET_PHASE_PENDING:
-                    await self.sync(dataset.name)
-                    log.info("dataset %s: its creation, cut short, is complete", dataset.name)
-                elif dataset.phase == Phase.DATASET_PHASE_DELETING:
-                    await self.delete(dataset.name)
-            except ReservoirError as exc:
-                log.warning("dataset %s: cannot complete it now: %s", dataset.name, exc)
-
-    async def sync(self, name: str) -> tuple[master_pb2.Dataset, int, int, int]:
-        """List the under-storage again; the dataset and counts added, changed, removed."""
-        dataset = await self.get(name)
-        origin = self._open_origin(dataset.mount_uri, dataset.options)
-        guard = await self._leadership.require()
-        try:
-            return (dataset, *await self._record_tree(dataset, origin, guard))
-        finally:
-            await origin.close()
+    async def sync(self, name: str) -> Listed:
+        """List the under-storage again (or wait for the listing already under way)."""
+        listing = await self._listing(name)
+        assert listing is not None  # only the sweep's call can find nothing to do
+        return await self._wait(listing)
 
     async def delete(self, name: str) -> None:
-        dataset = await self.get(name)
-        guard = await self._leadership.require()
-        dataset.phase = Phase.DATASET_PHASE_DELETING
-        await self._kv.commit({keys.dataset(name): dataset.SerializeToString()}, guard=guard)
+        async with self._claim:  # no listing starts while the dataset goes
+            dataset = await self.get(name)
+            guard = await self._leadership.require()
+            listing = self._listings.get(name)
+            if listing is not None:  # its later writes would bring the dataset back
+                listing.stopped = NotFound(f"dataset {name!r} was deleted while being listed")
+                listing.task.cancel()
+                await asyncio.gather(listing.task, return_exceptions=True)
+            dataset.phase = Phase.DATASET_PHASE_DELETING
+            await self._kv.commit({keys.dataset(name): dataset.SerializeToString()}, guard=guard)
         owned = [keys.files(name), keys.blocks(name), keys.origin_bytes(name)]
         await self._kv.commit(delete_prefixes=owned, guard=guard)
         await self._kv.commit(deletes=[keys.dataset(name)], guard=guard)
         log.info("dataset %s deleted", name)
 
-    async def _record_tree(
-        self, dataset: master_pb2.Dataset, origin: Origin, guard: tuple[str, bytes]
-    ) -> tuple[int, int, int]:
+    # -- the leader's own work ---------------------------------------------------
+
+    def lead(self) -> None:
+        """Start the sweep: call on becoming the leader."""
+        self._spawn(self._sweep(), "the sweep of datasets")
+
+    async def stop(self) -> None:
+        """Cancel the sweep and every listing: on losing the leadership (their writes
+        would be refused anyway) and at exit. What they leave PENDING stays so in
+        etcd, and the next leader's sweep completes it."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _sweep(self) -> None:
+        while True:
+            try:
+                await self.finish_interrupted()
+            except ReservoirError as exc:  # etcd away: the next sweep tries again
+                log.warning("cannot look for datasets left half done: %s", exc)
+            except Exception:  # a bug must not end the sweep for the rest of the term
+                log.exception("the sweep of datasets left half done failed")
+            await asyncio.sleep(SWEEP_SECONDS)
+
+    async def finish_interrupted(self) -> None:
+        """Complete the datasets left half done that no listing of this master is
+        completing: PENDING ones are listed again, as `sync` does, and DELETING ones
+        deleted. A failure is logged and tried again at the next sweep (a listing
+        that fails for good turns the dataset FAILED, which ends the retries)."""
+        for dataset in await self.list():
+            try:
+                if dataset.phase == Phase.DATASET_PHASE_PENDING:
+                    listing = await self._listing(dataset.name, recover=True)
+                    if listing is not None:
+                        await self._wait(listing)
+                        log.info("dataset %s: its creation, cut short, is complete", dataset.name)
+                elif dataset.phase == Phase.DATASET_PHASE_DELETING:
+                    await self.delete(dataset.name)
+            except (ReservoirError, GuardFailed) as exc:
+                log.warning("dataset %s: cannot complete it now: %s", dataset.name, exc)
+
+    # -- listings ------------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """A task of the leader's, which `stop` cancels; what it raises is logged."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            trace = None if isinstance(exc, ReservoirError) else exc
+            log.info("%s failed: %s", task.get_name(), exc, exc_info=trace)
+
+    async def _listing(self, name: str, *, recover: bool = False) -> _Listing | None:
+        """The listing of `name` under way in this master, else a new one. With
+        `recover` (the sweep): a new one only for a PENDING dataset, else None."""
+        async with self._claim:
+            listing = self._listings.get(name)
+            if listing is not None:
+                return None if recover else listing
+            dataset = await self.get(name)
+            if recover and dataset.phase != Phase.DATASET_PHASE_PENDING:
+                return None
+            if dataset.phase == Phase.DATASET_PHASE_DELETING:
+                raise FailedPrecondition(f"dataset {name!r} is being deleted")
+            guard = await self._leadership.require()
+            listing = self._listings[name] = _Listing(name)
+            return self._start(listing, self._relisting(dataset, guard), "the listing")
+
+    def _start(self, listing: _Listing, work: Coroutine[Any, Any, Listed], what: str) -> _Listing:
+        listing.task = self._spawn(work, f"{what} of {listing.name}")
+        # Here, not in `work`: a task cancelled before it starts runs none of its code.
+        listing.task.add_done_callback(lambda _: self._release(listing))
+        return listing
+
+    async def _wait(self, listing: _Listing) -> Listed:
+        """What `listing` comes to, for a caller that waits. The listing goes on
+        without the caller if the caller goes away (its RPC cancelled)."""
+        try:
+            return await asyncio.shield(listing.task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not listing.task.cancelled() or (current is not None and current.cancelling()):
+                raise  # the caller itself was cancelled
+        raise listing.stopped
+
+    async def _first_listing(
+        self, listing: _Listing, dataset: master_pb2.Dataset, guard: Guard
+    ) -> Listed:
+        """Reserve the name (PENDING), then list. A failure removes what was written
+        and goes to the caller; a cancellation leaves the dataset PENDING."""
+        name, key = dataset.name, keys.dataset(dataset.name)
+        async with self._claim:
+            if not await self._kv.create(key, dataset.SerializeToString()):
+                raise AlreadyExists(f"dataset {name!r} already exists")
+            self._listings[name] = listing
+        try:
+            counts = await self._record_tree(dataset, guard)
+        except Exception:
+            try:  # nothing half-created is left behind, else the sweep completes it
+                await self._kv.commit(
+                    deletes=[key], delete_prefixes=[keys.files(name)], guard=guard
+                )
+            except (ReservoirError, GuardFailed) as exc:
+                log.warning("dataset %s stays PENDING for now: %s", name, exc)
+            raise
+        log.info("dataset %s: %d files, %d bytes", name, dataset.file_count, dataset.total_bytes)
+        return (dataset, *counts)
+
+    async def _relisting(self, dataset: master_pb2.Dataset, guard: Guard) -> Listed:
+        """List a recorded dataset again. A PENDING one whose listing fails for good
+        turns FAILED with the reason; a transient failure changes nothing."""
+        try:
+            return (dataset, *await self._record_tree(dataset, guard))
+        except ReservoirError as exc:
+            transient = isinstance(exc, Unavailable | NotLeader)
+            if dataset.phase == Phase.DATASET_PHASE_PENDING and not transient:
+                dataset.phase, dataset.message = Phase.DATASET_PHASE_FAILED, str(exc)
+                await self._kv.commit(
+                    {keys.dataset(dataset.name): dataset.SerializeToString()}, guard=guard
+                )
+            raise
+
+    def _release(self, listing: _Listing) -> None:
+        if self._listings.get(listing.name) is listing:
+            del self._listings[listing.name]
+
+    async def _record_tree(self, dataset: master_pb2.Dataset, guard: Guard) -> tuple[int, int, int]:
         """Record the origin's tree as the dataset's files; counts added, changed, removed.
 
         Updates `dataset` (counts, phase READY) in place and in etcd.
         """
-        listed = {obj.path: _file_info(obj) async for obj in origin.list()}
+        origin = self._open_origin(dataset.mount_uri, dataset.options)
+        try:
+            listed = {obj.path: _file_info(obj) async for obj in origin.list()}
+        finally:
+            await origin.close()
         prefix = keys.files(dataset.name)
         known = {
             key[len(prefix) :]: types_pb2.FileInfo.FromString(value)
@@ -210,7 +356,7 @@ class Datasets:
         await self._kv.commit(puts, removed, delete_prefixes=stale, guard=guard)
         dataset.file_count = len(listed)
         dataset.total_bytes = sum(info.size for info in listed.values())
-        dataset.phase = Phase.DATASET_PHASE_READY
+        dataset.phase, dataset.message = Phase.DATASET_PHASE_READY, ""
         dataset.synced_unix_ms = _now_ms()
         await self._kv.commit(
             {keys.dataset(dataset.name): dataset.SerializeToString()}, guard=guard

@@ -86,17 +86,15 @@ class Leadership:
         self.is_leader = False
 
     async def follow(
-        self,
-        on_gain: Callable[[int], Awaitable[None]],
-        on_loss: Callable[[], Awaitable[None]],
+        self, on_gain: Callable[[], Awaitable[None]], on_loss: Callable[[], Awaitable[None]]
     ) -> None:
-        """Call `on_gain(since_ms)` when this master becomes the leader (since_ms: the
-        wall-clock time it did) and `on_loss()` when it stops being it; forever (cancel
-        to stop). What the leader alone does starts and stops here."""
+        """Call `on_gain()` when this master becomes the leader and `on_loss()` when it
+        stops being it; forever (cancel to stop). What the leader alone does starts and
+        stops here."""
         leading = False
         while True:
             if self.is_leader and not leading:
-                await on_gain(int(time.time() * 1000))
+                await on_gain()
             elif leading and not self.is_leader:
                 await on_loss()
             leading = self.is_leader

@@ -51,11 +51,15 @@ async def serve(config: MasterConfig) -> None:
     )
     campaign = asyncio.create_task(leadership.run())
 
-    async def take_over(since_ms: int) -> None:
+    async def take_over() -> None:
+        datasets.lead()
         await loads.resume()
-        await datasets.finish_interrupted(since_ms)
 
-    leading = asyncio.create_task(leadership.follow(take_over, loads.stop_all))
+    async def step_down() -> None:
+        await loads.stop_all()
+        await datasets.stop()
+
+    leading = asyncio.create_task(leadership.follow(take_over, step_down))
     log.info("master serving on %s (etcd %s)", config.listen, config.etcd)
     try:
         await wait_for_stop_signal()
@@ -64,7 +68,7 @@ async def serve(config: MasterConfig) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await loads.stop_all()
+        await step_down()
         await channels.close()
         await server.stop(grace=2)
         with contextlib.suppress(Exception):

@@ -22,13 +22,13 @@ def create_on(address: str, name: str, uri: str) -> master_pb2.CreateDatasetResp
 def two_masters(mesh: Mesh) -> Mesh:
     mesh.master()
     with mesh.client() as client:  # the first one leads once this write succeeds
-        wait_until(lambda: _is_leader(mesh.masters[0].address), 15, "a leader")
+        wait_until(lambda: is_leader(mesh.masters[0].address), 15, "a leader")
         client.datasets()
     mesh.master()
     return mesh
 
 
-def _is_leader(address: str) -> bool:
+def is_leader(address: str) -> bool:
     with grpc.insecure_channel(address) as channel:
         stub = master_pb2_grpc.MasterServiceStub(channel)
         try:
@@ -67,7 +67,7 @@ def test_a_standby_takes_over_when_the_leader_dies(two_masters: Mesh, tmp_path) 
     with two_masters.client() as client:
         client.create_dataset("before", tmp_path.as_uri())
         leader.kill()
-        took = wait_until(lambda: _is_leader(standby.address), LEADER_TTL + 10, "a new leader")
+        took = wait_until(lambda: is_leader(standby.address), LEADER_TTL + 10, "a new leader")
         assert took <= LEADER_TTL + 3
         client.create_dataset("after", tmp_path.as_uri())  # the client finds the new leader
         assert {d.name for d in client.datasets()} == {"before", "after"}
@@ -76,5 +76,5 @@ def test_a_standby_takes_over_when_the_leader_dies(two_masters: Mesh, tmp_path) 
 def test_a_clean_stop_hands_over_at_once(two_masters: Mesh) -> None:
     leader, standby = two_masters.masters
     leader.stop()
-    took = wait_until(lambda: _is_leader(standby.address), 10, "a new leader")
+    took = wait_until(lambda: is_leader(standby.address), 10, "a new leader")
     assert took < LEADER_TTL  # the lease was revoked, not left to expire
