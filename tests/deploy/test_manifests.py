@@ -1,39 +1,24 @@
-"""deploy/: what `kubectl kustomize` renders is valid Kubernetes (strict, offline, for
-several versions), the examples are valid against our CRDs' schemas, and the parts a
-cluster depends on are where they must be."""
+"""deploy/, offline: what `kubectl kustomize` renders is valid Kubernetes (strict, for
+the versions after the one the tests' API server runs: test_server.py checks v1.32 for
+real), the examples are valid against our CRDs' schemas, and the parts a cluster
+depends on are where they must be."""
 
 from __future__ import annotations
 
 import copy
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
 
 from reservoir.controller import reconcile as planner
 from reservoir.controller.resources import Dataset
+from tests.deploy.helpers import DEPLOY, Obj, one, render
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-VERSIONS = ["1.33.0", "1.35.0", "1.37.0"]
+VERSIONS = ["1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0"]
 OURS = {"data.reservoir.dev/v1alpha1", "monitoring.coreos.com/v1"}
-
-Obj = dict[str, Any]
-
-
-def render(directory: str) -> list[Obj]:
-    out = subprocess.run(
-        ["kubectl", "kustomize", str(DEPLOY / directory)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
 
 
 @pytest.fixture(scope="module")
@@ -46,23 +31,19 @@ def examples() -> list[Obj]:
     return render("examples")
 
 
-def one(objs: list[Obj], kind: str, name: str) -> Obj:
-    [found] = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
-    return found
-
-
 def crd_schema(base: list[Obj], kind: str) -> Obj:
     crd = next(
         o
         for o in base
         if o["kind"] == "CustomResourceDefinition" and o["spec"]["names"]["kind"] == kind
     )
-    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]  # type: ignore[no-any-return]
 
 
 def crd_errors(base: list[Obj], obj: Obj) -> list[str]:
-    """What the API server's schema check would refuse (OpenAPI v3 as JSON Schema;
-    CEL rules aside)."""
+    """What the API server's schema check would refuse (OpenAPI v3 as JSON Schema).
+    Not unknown keys (no `additionalProperties: false`: see test_crd_schemas.py), CEL
+    rules or list-map keys: the server checks those, in test_crd_schemas.py."""
     validator = jsonschema.Draft7Validator(crd_schema(base, obj["kind"]))
     return [e.message for e in validator.iter_errors(obj)]
 
@@ -105,10 +86,10 @@ def test_the_examples_are_valid_against_our_crds(base: list[Obj], examples: list
 @pytest.mark.parametrize(
     ("kind", "change", "complaint"),
     [
-        ("Dataset", lambda o: o["spec"].update(cacheSize="1Gi"), "cacheSize"),
         ("Dataset", lambda o: o["spec"]["mounts"].append({"uri": "file:///x"}), "too long"),
         ("Dataset", lambda o: o["spec"]["mounts"][0].update(uri="ftp://host/x"), "does not match"),
         ("Dataset", lambda o: o["spec"].update(blockSize="big"), "does not match"),
+        ("Dataset", lambda o: o["spec"].update(blockSize=0), "less than the minimum of 1"),
         ("Dataset", lambda o: o["spec"]["mounts"][0].pop("uri"), "'uri' is a required"),
         (
             "Dataset",
@@ -151,6 +132,25 @@ def test_crds_have_status_and_the_printer_columns(base: list[Obj]) -> None:
     }
     phases = crd_schema(base, "Dataset")["properties"]["status"]["properties"]["phase"]
     assert phases["enum"] == ["Pending", "Ready", "Failed", "Deleting"]
+
+
+def test_short_names_and_category(base: list[Obj]) -> None:
+    names = {
+        o["spec"]["names"]["kind"]: o["spec"]["names"]
+        for o in base
+        if o["kind"] == "CustomResourceDefinition"
+    }
+    assert names["Dataset"]["shortNames"] == ["rds"]  # not ds, DaemonSet's
+    assert names["DataLoad"]["shortNames"] == ["rdl"]
+    assert all(n["categories"] == ["reservoir"] for n in names.values())
+
+
+def test_the_namespace_admits_privileged_pods(base: list[Obj]) -> None:
+    """The CSI node plugin is privileged and the workers use a hostPath: under a
+    cluster-wide baseline policy their pods would be refused (test_server.py)."""
+    labels = one(base, "Namespace", "reservoir")["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "privileged"
 
 
 def test_etcd_masters_and_workers(base: list[Obj]) -> None:
