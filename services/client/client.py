@@ -76,6 +76,11 @@ class Client:
             types.dataset(answer.dataset), answer.added, answer.changed, answer.removed
         )
 
+    def update_credentials(self, name: str, credentials: Mapping[str, str]) -> types.Dataset:
+        """Replace credential options (rotated keys); the tree and the cache stay."""
+        request = pb.UpdateCredentialsRequest(name=name, credentials=dict(credentials))
+        return types.dataset(self._master.call("UpdateCredentials", request).dataset)
+
     def delete_dataset(self, name: str) -> None:
         self._master.call("DeleteDataset", pb.DeleteDatasetRequest(name=name))
 

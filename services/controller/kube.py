@@ -186,6 +186,12 @@ class Kube:
 
     # -- secrets -----------------------------------------------------------------------
 
+    def secret_version(self, namespace: str, name: str) -> str:
+        """Secret `name`'s resourceVersion: it changes with every write of it. "" if
+        there is no such Secret."""
+        secret = self._read(lambda **kw: self._core.read_namespaced_secret(name, namespace, **kw))
+        return str(secret["metadata"]["resourceVersion"]) if secret else ""
+
     def secret_value(self, namespace: str, name: str, key: str) -> str:
         """The value of `key` in Secret `name`; FailedPrecondition naming what is missing."""
         try:

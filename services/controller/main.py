@@ -51,6 +51,7 @@ from reservoir.controller.resources import (
     FINALIZER,
     DataLoad,
     Dataset,
+    SecretOption,
 )
 from reservoir.controller.workqueue import WorkQueue
 from reservoir.errors import AlreadyExists, NotFound, ReservoirError, Unavailable
@@ -178,7 +179,12 @@ class Controller:
                 ds = Dataset.of(obj)
                 conflict = planner.claimants(datasets).get(ds.meta.key, "")
                 plan = planner.reconcile_dataset(
-                    ds, self._master_dataset(ds.master_name), now, conflict=conflict, error=error
+                    ds,
+                    self._master_dataset(ds.master_name),
+                    now,
+                    conflict=conflict,
+                    error=error,
+                    secret_versions=self._secret_versions(ds),
                 )
             else:
                 load = DataLoad.of(obj)
@@ -299,6 +305,22 @@ class Controller:
         except NotFound:
             return None
 
+    def _secret_versions(self, ds: Dataset) -> dict[str, str] | None:
+        """Each named Secret's resourceVersion, read before any value is: a change
+        after this is seen on the next reconcile. None when there is nothing to read."""
+        if ds.meta.deleting or not ds.mount.secret_options:
+            return None
+        names = sorted({ref.secret for ref in ds.mount.secret_options})
+        return {name: self.kube.secret_version(ds.meta.namespace, name) for name in names}
+
+    def _secret_values(self, namespace: str, refs: tuple[SecretOption, ...]) -> dict[str, str]:
+        """The options these references name, their values kept out of every log."""
+        values = {}
+        for ref in refs:
+            values[ref.option] = self.kube.secret_value(namespace, ref.secret, ref.key)
+            self.redactor.add(values[ref.option])
+        return values
+
     def _job(self, job_id: str) -> types.LoadJob | None:
         if not job_id:
             return None
@@ -322,11 +344,10 @@ class Controller:
                 self.informer.store(plural, "MODIFIED", updated, base=m["resourceVersion"])
                 log.info("%s/%s: finalizers %s", m["namespace"], m["name"], finalizers)
             case planner.CreateDataset():
-                options = dict(action.options)
-                for ref in action.secret_options:
-                    value = self.kube.secret_value(m["namespace"], ref.secret, ref.key)
-                    self.redactor.add(value)
-                    options[ref.option] = value
+                options = {
+                    **action.options,
+                    **self._secret_values(m["namespace"], action.secret_options),
+                }
                 log.info("creating dataset %s over %s on the master", action.name, action.uri)
                 with contextlib.suppress(AlreadyExists):  # made by us a moment ago
                     self.client.create_dataset(
@@ -345,6 +366,10 @@ class Controller:
                     result.changed,
                     result.removed,
                 )
+            case planner.UpdateCredentials():
+                credentials = self._secret_values(m["namespace"], action.secret_options)
+                self.client.update_credentials(action.name, credentials)
+                log.info("credentials of %s updated from their Secrets", action.name)
             case planner.StartLoad():
                 job = self.client.load(action.dataset, action.paths, request_id=action.request_id)
                 log.info("load %s of %s started for %s/%s", job.id, action.dataset, *_ns(m))

@@ -91,6 +91,15 @@ class SyncDataset:
 
 
 @dataclass(frozen=True)
+class UpdateCredentials:
+    """A Secret the mount names has changed: the caller reads the values again and
+    gives them to the master, which keeps the tree and the cache."""
+
+    name: str
+    secret_options: tuple[SecretOption, ...]
+
+
+@dataclass(frozen=True)
 class StartLoad:
     """Its job ID goes into status field `record`. `request_id` names the run, so a
     start that is repeated (its answer lost) gets the job the first one started."""
@@ -127,6 +136,7 @@ Action = (
     | CreateDataset
     | DeleteDataset
     | SyncDataset
+    | UpdateCredentials
     | StartLoad
     | EnsureVolume
     | DeleteVolume
@@ -144,7 +154,7 @@ class Plan:
 
     @property
     def master_actions(self) -> tuple[Action, ...]:
-        changes = (CreateDataset, DeleteDataset, SyncDataset, StartLoad)
+        changes = (CreateDataset, DeleteDataset, SyncDataset, UpdateCredentials, StartLoad)
         return tuple(a for a in self.actions if isinstance(a, changes))
 
 
@@ -334,10 +344,14 @@ def reconcile_dataset(
     *,
     conflict: str = "",
     error: str = "",
+    secret_versions: dict[str, str] | None = None,
 ) -> Plan:
     """`master`: the master's dataset of this name, None if it has none. `conflict`:
     another Dataset that maps to the same master name. `error`: why the last attempt
-    to act failed, shown until an attempt succeeds."""
+    to act failed, shown until an attempt succeeds. `secret_versions`: the
+    resourceVersion of each Secret the mount names ("" if missing), observed before
+    any action reads them; recorded in the status, and a change is given to the
+    master."""
     if ds.meta.deleting:
         if FINALIZER not in ds.meta.finalizers:
             return Plan()  # not ours to hold back any more
@@ -358,6 +372,8 @@ def reconcile_dataset(
         status = dataset_status(
             ds, None, now, phase="Failed" if error else "Pending", message=error
         )
+        if secret_versions is not None:
+            status["secretVersions"] = secret_versions
         return Plan(tuple(actions), status, WAIT_INTERVAL_S if error else 0)
     spec_changed = ds.status.get("observedGeneration") != ds.meta.generation
     if spec_changed and (change := _differs(ds, master)):
@@ -365,6 +381,8 @@ def reconcile_dataset(
         # must never become a loop of deleting and creating.
         actions += [DeleteDataset(ds.master_name), *_create(ds)]
         status = dataset_status(ds, master, now, phase="Pending", message=f"recreating: {change}")
+        if secret_versions is not None:
+            status["secretVersions"] = secret_versions
         return Plan(tuple(actions), status, 0)
     synced_s = (now.timestamp() * 1000 - master.synced_ms) / 1000
     if ds.sync_interval_s and master.phase == READY and synced_s >= ds.sync_interval_s:
@@ -374,12 +392,19 @@ def reconcile_dataset(
         # died between the create and the start left a dataset with no preload. The
         # run's key makes the master answer the first start's job if there was one.
         actions.append(_preload(ds))
+    recorded = ds.status.get("secretVersions")
+    rotated = secret_versions is not None and recorded not in (None, secret_versions)
+    if rotated and master.phase == READY:  # else: once it is (a listing would undo it)
+        actions.append(UpdateCredentials(ds.master_name, ds.mount.secret_options))
+        recorded = secret_versions
     actions.append(volume(ds))
     phase = "Failed" if error else master.phase
     message = error or master.message
     status = dataset_status(ds, master, now, phase=phase, message=message)
     if "preloadJob" in ds.status:
         status["preloadJob"] = ds.status["preloadJob"]
+    if (versions := secret_versions if recorded is None else recorded) is not None:
+        status["secretVersions"] = versions
     busy = master.phase == "Pending" or error
     interval = BUSY_INTERVAL_S if busy else STATUS_INTERVAL_S
     if ds.sync_interval_s:

@@ -23,7 +23,7 @@ from typing import Any
 
 from reservoir import paths
 from reservoir.errors import InvalidArgument
-from reservoir.origin.open import SECRET_OPTIONS
+from reservoir.origin.open import CREDENTIAL_OPTIONS
 from reservoir.units import parse_size
 
 GROUP = "data.reservoir.dev"
@@ -37,10 +37,9 @@ CSI_DRIVER = "fuse.csi.reservoir.dev"
 # Labels on the PersistentVolume and claim made for a Dataset: who they belong to.
 LABEL_DATASET = f"{GROUP}/dataset"
 LABEL_NAMESPACE = f"{GROUP}/namespace"
-# The only options a Dataset may take from a Secret: credentials. Anything else (an
-# endpoint above all) would let a Dataset's author send a Secret of the namespace to
-# a server of their choosing. The CRD's schema holds the same list.
-CREDENTIAL_OPTIONS = frozenset({"access_key_id", *SECRET_OPTIONS})
+# The only options a Dataset may take from a Secret are CREDENTIAL_OPTIONS. Anything
+# else (an endpoint above all) would let a Dataset's author send a Secret of the
+# namespace to a server of their choosing. The CRD's schema holds the same list.
 
 _HASHED_STEM = 54  # 54 + "-" + 8 hex digits = 63, the longest label
 _NOT_LABEL = re.compile(r"[^a-z0-9-]+")

@@ -35,7 +35,13 @@ from reservoir.errors import (
 from reservoir.master import keys
 from reservoir.master.election import Leadership
 from reservoir.meta.kv import KV, Guard, GuardFailed
-from reservoir.origin import SECRET_OPTIONS, ObjectInfo, Origin, open_origin
+from reservoir.origin import (
+    CREDENTIAL_OPTIONS,
+    SECRET_OPTIONS,
+    ObjectInfo,
+    Origin,
+    open_origin,
+)
 from reservoir.v1 import master_pb2, types_pb2
 
 log = logging.getLogger(__name__)
@@ -172,6 +178,28 @@ class Datasets:
         listing = _Listing(name)
         self._start(listing, self._first_listing(listing, dataset, guard), "the first listing")
         return (await self._wait(listing))[0]
+
+    async def update_credentials(
+        self, name: str, credentials: Mapping[str, str]
+    ) -> master_pb2.Dataset:
+        """Replace these credential options (rotated keys), keeping the tree and the
+        cache. Refused while the dataset is listed: that listing would write the old
+        ones back when it records its result."""
+        others = sorted(set(credentials) - CREDENTIAL_OPTIONS)
+        if others:
+            allowed = ", ".join(sorted(CREDENTIAL_OPTIONS))
+            raise InvalidArgument(f"only credentials ({allowed}) can be updated, not {others}")
+        async with self._claim:
+            dataset = await self.get(name)
+            if name in self._listings or dataset.phase != Phase.DATASET_PHASE_READY:
+                raise Unavailable(f"dataset {name!r} is being listed or deleted: try again")
+            dataset.options.update(credentials)
+            # Validates them as a create would.
+            await self._open_origin(dataset.mount_uri, dataset.options).close()
+            guard = await self._leadership.require()
+            await self._kv.commit({keys.dataset(name): dataset.SerializeToString()}, guard=guard)
+        log.info("dataset %s: credentials %s updated", name, ", ".join(sorted(credentials)))
+        return dataset
 
     async def sync(self, name: str) -> Listed:
         """List the under-storage again (or wait for the listing already under way)."""

@@ -111,6 +111,14 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
             dataset=await self._shown(dataset), added=added, changed=changed, removed=removed
         )
 
+    async def UpdateCredentials(
+        self, request: pb.UpdateCredentialsRequest, context: Context
+    ) -> pb.UpdateCredentialsResponse:
+        dataset = await self._write(
+            self._datasets.update_credentials(request.name, dict(request.credentials))
+        )
+        return pb.UpdateCredentialsResponse(dataset=await self._shown(dataset))
+
     async def GetMount(self, request: pb.GetMountRequest, context: Context) -> pb.GetMountResponse:
         dataset = await self._datasets.get(request.dataset)
         return pb.GetMountResponse(mount_uri=dataset.mount_uri, options=dataset.options)

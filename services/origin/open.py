@@ -20,6 +20,8 @@ from reservoir.origin.s3 import S3Origin, S3Settings
 from reservoir.paths import normalize
 
 SECRET_OPTIONS = frozenset({"secret_access_key", "session_token"})
+# What identifies a caller to the under-storage: may be rotated without listing again.
+CREDENTIAL_OPTIONS = frozenset({"access_key_id", *SECRET_OPTIONS})
 # The option keys each scheme accepts; file:// takes none.
 OPTIONS_BY_SCHEME: Mapping[str, frozenset[str]] = {
     "s3": frozenset(

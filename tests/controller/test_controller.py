@@ -237,11 +237,38 @@ def test_credentials_from_a_secret_reach_the_master_but_never_the_log(
     with module_mesh.client() as client, pytest.raises(NotFound):
         client.dataset(f"{ns}-broken")
 
+    # The Secret's value is rotated: the master gets it, and keeps the tree and cache.
+    before = status(api, DATASETS, ns, "model")
+    rotated = "r0tated-Value-that-must-not-leak-either"
+    data = {"data": {"secret": base64.b64encode(rotated.encode()).decode()}}
+    api.kubectl("patch", "secret", "creds", "-n", ns, "-p", json.dumps(data))
+
+    def master_has(value: str) -> bool:
+        with module_mesh.client() as client:
+            request = pb.GetMountRequest(dataset=f"{ns}-model")
+            return client._master.call("GetMount", request).options["secret_access_key"] == value
+
+    wait_until(lambda: master_has(rotated), 30, f"the rotated key:\n{controller.output()}")
+    secret_now = api.read(SECRETS, ns, "creds")
+    assert secret_now
+    wait_until(
+        lambda: (
+            status(api, DATASETS, ns, "model").get("secretVersions")
+            == {"creds": secret_now["metadata"]["resourceVersion"]}
+        ),
+        15,
+        "the Secret's new version in the status",
+    )
+    after = status(api, DATASETS, ns, "model")
+    assert after["phase"] == "Ready" and after["fileCount"] == before["fileCount"]
+
     controller.stop()
     log = controller.output()
     assert f"creating dataset {ns}-model" in log
-    assert secret_value not in log
+    assert f"credentials of {ns}-model updated" in log
+    assert secret_value not in log and rotated not in log
     assert secret_value not in json.dumps(api.read(DATASETS, ns, "model"))
+    assert rotated not in json.dumps(api.read(DATASETS, ns, "model"))
     assert "Forbidden" not in log
 
 

@@ -453,6 +453,28 @@ def test_a_once_load_of_a_dataset_deleted_and_made_again_runs_again() -> None:
     assert plan.status["jobId"] is None and plan.status["progress"] == "0.0%"
 
 
+def test_a_changed_secret_is_given_to_the_master_once_and_only_when_ready() -> None:
+    ref = {"name": "secret_access_key", "valueFrom": {"secretKeyRef": {"name": "c", "key": "k"}}}
+    obj = ds_obj(mount={"optionsFrom": [ref]}, meta={"finalizers": [FINALIZER]})
+    first = planner.reconcile_dataset(Dataset.of(obj), None, NOW, secret_versions={"c": "5"})
+    assert first.status and first.status["secretVersions"] == {"c": "5"}  # as created
+
+    obj["status"] = {"secretVersions": {"c": "5"}, "observedGeneration": 2}
+    same = planner.reconcile_dataset(Dataset.of(obj), on_master(), NOW, secret_versions={"c": "5"})
+    assert "UpdateCredentials" not in kinds(same)
+    changed = planner.reconcile_dataset(
+        Dataset.of(obj), on_master(), NOW, secret_versions={"c": "9"}
+    )
+    update = planner.UpdateCredentials("team-images", Dataset.of(obj).mount.secret_options)
+    assert update in changed.actions
+    assert changed.status and changed.status["secretVersions"] == {"c": "9"}
+    listing = planner.reconcile_dataset(
+        Dataset.of(obj), on_master(phase="Pending"), NOW, secret_versions={"c": "9"}
+    )
+    assert "UpdateCredentials" not in kinds(listing)  # later: a listing would undo it
+    assert listing.status and listing.status["secretVersions"] == {"c": "5"}
+
+
 def test_secret_values_are_redacted_from_log_records(caplog: pytest.LogCaptureFixture) -> None:
     redactor = Redactor()
     redactor.add("hunter2")

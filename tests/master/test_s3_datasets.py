@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from reservoir.client import Client, FailedPrecondition, Unavailable
+from reservoir.client import Client, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from reservoir.processes import free_port
+from reservoir.v1 import master_pb2 as pb
 from tests.fixtures.mesh import Mesh, run_cli
 from tests.fixtures.s3 import MotoServer
 
@@ -97,3 +98,26 @@ def test_an_unreachable_endpoint_fails_in_bounded_time(client: Client) -> None:
 def test_a_missing_bucket_is_a_failed_precondition(client: Client, s3_server: MotoServer) -> None:
     with pytest.raises(FailedPrecondition, match="no-such-bucket"):
         client.create_dataset("ds", "s3://no-such-bucket", s3_server.options())
+
+
+def test_rotated_credentials_replace_the_old_and_keep_the_cache(
+    cluster: Mesh, s3_server: MotoServer, s3_bucket: str
+) -> None:
+    s3_server.put(s3_bucket, "m/a.bin", b"a" * 100_000)
+    with cluster.client() as client:
+        client.create_dataset("rotating", f"s3://{s3_bucket}/m", s3_server.options())
+        assert client.read("rotating", "a.bin") == b"a" * 100_000
+        before = client.dataset("rotating")
+
+        after = client.update_credentials("rotating", {"secret_access_key": "new-secret"})
+        assert after.options["secret_access_key"] == "***"
+        assert (after.file_count, after.cached_bytes) == (before.file_count, before.cached_bytes)
+        # What workers read the origin with from now on.
+        mount = client._master.call("GetMount", pb.GetMountRequest(dataset="rotating"))
+        assert mount.options["secret_access_key"] == "new-secret"
+        assert mount.options["endpoint"] == s3_server.endpoint  # the rest is kept
+
+        with pytest.raises(InvalidArgument, match=r"only credentials .* not \['endpoint'\]"):
+            client.update_credentials("rotating", {"endpoint": "http://169.254.169.254"})
+        with pytest.raises(NotFound, match="nope"):
+            client.update_credentials("nope", {"secret_access_key": "x"})

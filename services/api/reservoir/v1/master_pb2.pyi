@@ -196,6 +196,27 @@ class SyncDatasetResponse(_message.Message):
     removed: int
     def __init__(self, dataset: _Optional[_Union[Dataset, _Mapping]] = ..., added: _Optional[int] = ..., changed: _Optional[int] = ..., removed: _Optional[int] = ...) -> None: ...
 
+class UpdateCredentialsRequest(_message.Message):
+    __slots__ = ("name", "credentials")
+    class CredentialsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    credentials: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., credentials: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class UpdateCredentialsResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: Dataset
+    def __init__(self, dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
+
 class ListDirectoryRequest(_message.Message):
     __slots__ = ("dataset", "path")
     DATASET_FIELD_NUMBER: _ClassVar[int]

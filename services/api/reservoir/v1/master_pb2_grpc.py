@@ -78,6 +78,11 @@ class MasterServiceStub:
                 request_serializer=reservoir_dot_v1_dot_master__pb2.SyncDatasetRequest.SerializeToString,
                 response_deserializer=reservoir_dot_v1_dot_master__pb2.SyncDatasetResponse.FromString,
                 _registered_method=True)
+        self.UpdateCredentials = channel.unary_unary(
+                '/reservoir.v1.MasterService/UpdateCredentials',
+                request_serializer=reservoir_dot_v1_dot_master__pb2.UpdateCredentialsRequest.SerializeToString,
+                response_deserializer=reservoir_dot_v1_dot_master__pb2.UpdateCredentialsResponse.FromString,
+                _registered_method=True)
         self.ListDirectory = channel.unary_unary(
                 '/reservoir.v1.MasterService/ListDirectory',
                 request_serializer=reservoir_dot_v1_dot_master__pb2.ListDirectoryRequest.SerializeToString,
@@ -172,6 +177,14 @@ class MasterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateCredentials(self, request, context):
+        """Replaces credential options (rotated keys): the tree and the cache stay, and
+        workers read the origin with them once their handle on it expires (30 s).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDirectory(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -260,6 +273,11 @@ def add_MasterServiceServicer_to_server(servicer, server):
                     servicer.SyncDataset,
                     request_deserializer=reservoir_dot_v1_dot_master__pb2.SyncDatasetRequest.FromString,
                     response_serializer=reservoir_dot_v1_dot_master__pb2.SyncDatasetResponse.SerializeToString,
+            ),
+            'UpdateCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCredentials,
+                    request_deserializer=reservoir_dot_v1_dot_master__pb2.UpdateCredentialsRequest.FromString,
+                    response_serializer=reservoir_dot_v1_dot_master__pb2.UpdateCredentialsResponse.SerializeToString,
             ),
             'ListDirectory': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDirectory,
@@ -517,6 +535,33 @@ class MasterService:
             '/reservoir.v1.MasterService/SyncDataset',
             reservoir_dot_v1_dot_master__pb2.SyncDatasetRequest.SerializeToString,
             reservoir_dot_v1_dot_master__pb2.SyncDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/reservoir.v1.MasterService/UpdateCredentials',
+            reservoir_dot_v1_dot_master__pb2.UpdateCredentialsRequest.SerializeToString,
+            reservoir_dot_v1_dot_master__pb2.UpdateCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,
