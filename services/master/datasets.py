@@ -191,8 +191,10 @@ class Datasets:
             raise InvalidArgument(f"only credentials ({allowed}) can be updated, not {others}")
         async with self._claim:
             dataset = await self.get(name)
-            if name in self._listings or dataset.phase != Phase.DATASET_PHASE_READY:
-                raise Unavailable(f"dataset {name!r} is being listed or deleted: try again")
+            if dataset.phase == Phase.DATASET_PHASE_DELETING:
+                raise FailedPrecondition(f"dataset {name!r} is being deleted")
+            if name in self._listings:  # it holds a copy of the record, old options and all
+                raise Unavailable(f"dataset {name!r} is being listed: try again when it is done")
             dataset.options.update(credentials)
             # Validates them as a create would.
             await self._open_origin(dataset.mount_uri, dataset.options).close()
