@@ -348,7 +348,7 @@ def parser() -> argparse.ArgumentParser:
         name: str,
         run: Command,
         help: str,
-        where: argparse._SubParsersAction = commands,  # type: ignore[type-arg]
+        where: argparse._SubParsersAction[argparse.ArgumentParser] = commands,
         parents: Sequence[argparse.ArgumentParser] = (),
     ) -> argparse.ArgumentParser:
         sub = where.add_parser(name, help=help, description=help, parents=[common, *parents])

@@ -88,7 +88,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -151,6 +151,10 @@ PREFETCH_IDLE_SECONDS = 2.0
 # How long a fork waits for a chunk being received to arrive before it goes ahead.
 FORK_QUIET_SECONDS = 1.0
 _NEWLINE = re.compile(b"\n")
+
+# A chunk of a piece, as `_receive` yields it: the data of a ReadBlock message, a
+# memoryview of it (`_messages`), whole or cut at the piece's end; or b"".
+_Chunk = bytes | memoryview
 
 # Worker answers that another worker would give too: raised at once, never retried.
 _FINAL: dict[grpc.StatusCode, type[ReservoirError]] = {
@@ -221,12 +225,12 @@ class _Piece:
 
     def __init__(self, start: int, stop: int, *, keep: bool) -> None:
         self.start, self.stop, self.keep = start, stop, keep
-        self.chunks: list[bytes | None] = []  # None: let go of
+        self.chunks: list[_Chunk | None] = []  # None: let go of
         self.offsets: list[int] = []  # where each chunk starts, in the file
         self.received = start  # bytes [start, received) have arrived
         self.floor = start  # and [floor, received) are still held
         self.released = 0  # chunks before this index are let go of
-        self.source: Iterator[bytes | None] | None = None
+        self.source: Generator[_Chunk | None, None, None] | None = None
         self.busy = False  # a thread is driving `source`
         self.done = False  # `source` has ended: every byte received, or `error`
         self.error: BaseException | None = None
@@ -306,7 +310,8 @@ class ReservoirFile(io.BufferedIOBase):
         self._cv = threading.Condition(threading.Lock())
         self._pieces: OrderedDict[int, _Piece] = OrderedDict()  # by start, LRU order
         self._hinted: set[int] = set()  # blocks whose workers were asked to cache them
-        self._hints: list[grpc.Future] = []  # those CacheBlock calls, while under way
+        # Those CacheBlock calls, while under way.
+        self._hints: list[grpc.Future[worker_pb2.CacheBlockResponse]] = []
         self._reading = False
         self._closing = False
         self._paused = False  # a fork is under way
@@ -458,7 +463,7 @@ class ReservoirFile(io.BufferedIOBase):
             return self.size
         return min(self.size, self._pos + size)
 
-    def _spans(self, end: int) -> Iterator[tuple[bytes, int, int]]:
+    def _spans(self, end: int) -> Iterator[tuple[_Chunk, int, int]]:
         """The bytes from the position to `end` as (chunk, start, stop) triples,
         moving the position over each triple once its consumer asks for the next."""
         pos = self._pos
@@ -477,7 +482,7 @@ class ReservoirFile(io.BufferedIOBase):
                 if any(p.wanted() and p.received < self._limit for p in self._pieces.values()):
                     self._prefetch_later()
 
-    def _read_spans(self, pos: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    def _read_spans(self, pos: int, end: int) -> Iterator[tuple[_Chunk, int, int]]:
         if pos != self._expected and not self._streamed(pos):
             self._ahead = 0  # a random read: stop the streams
             for piece in [p for p in self._pieces.values() if not p.keep]:
@@ -510,7 +515,7 @@ class ReservoirFile(io.BufferedIOBase):
             if pos == piece.stop and (self._ahead or not piece.keep):  # passed
                 self._drop(piece)
 
-    def _piece_spans(self, piece: _Piece, pos: int, hi: int) -> Iterator[tuple[bytes, int, int]]:
+    def _piece_spans(self, piece: _Piece, pos: int, hi: int) -> Iterator[tuple[_Chunk, int, int]]:
         """Bytes [pos, hi) of `piece` as (chunk, start, stop) triples, each as soon as it
         has arrived: the reader receives what it needs itself."""
         i = -1
@@ -550,7 +555,7 @@ class ReservoirFile(io.BufferedIOBase):
     def _step(self, piece: _Piece) -> None:
         """Receive one chunk of `piece` (its `busy` set by the caller), or its end."""
         assert piece.source is not None
-        chunk: bytes | None = None
+        chunk: _Chunk | None = None
         error: BaseException | None = None
         try:
             chunk = next(piece.source)
@@ -622,7 +627,8 @@ class ReservoirFile(io.BufferedIOBase):
         key = BlockId(self.dataset, self.path, self.version, index).to_proto()
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
-        call: grpc.Future = self._channels.stub(candidates[0]).CacheBlock.future(
+        stub = self._channels.stub(candidates[0])
+        call: grpc.Future[worker_pb2.CacheBlockResponse] = stub.CacheBlock.future(
             worker_pb2.CacheBlockRequest(block=key),
             timeout=self._config.rpc_timeout,
             metadata=tuple(carrier.items()),
@@ -770,7 +776,9 @@ class ReservoirFile(io.BufferedIOBase):
                     break
                 self._cv.wait(left)
             calls = [p.call for p in pieces if p.call is not None]
-        for call in [*calls, *list(self._hints)]:
+        cancelled: list[grpc.Call | grpc.Future[worker_pb2.CacheBlockResponse]]
+        cancelled = [*calls, *list(self._hints)]
+        for call in cancelled:
             call.cancel()
 
     def _unquiesce(self) -> None:
@@ -780,7 +788,7 @@ class ReservoirFile(io.BufferedIOBase):
 
     # -- fetching: one piece from the workers, with its fallbacks -----------------
 
-    def _receive(self, piece: _Piece) -> Iterator[bytes | None]:
+    def _receive(self, piece: _Piece) -> Generator[_Chunk | None, None, None]:
         """The chunks of bytes [piece.start, piece.stop), after a None once the first
         call is open: from the block's holders, then its fillers, then the same after
         asking the master again; see the design note."""
@@ -789,7 +797,7 @@ class ReservoirFile(io.BufferedIOBase):
         offset = piece.start - index * self.block_size  # inside the block
         length = piece.stop - piece.start
         got = 0
-        last = b""  # the last chunk, handed over once its call has ended
+        last: _Chunk = b""  # the last chunk, handed over once its call has ended
         opened = False
         tried: list[str] = []
         master_trouble = ""

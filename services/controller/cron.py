@@ -70,7 +70,8 @@ class Schedule:
         except ValueError as exc:
             raise InvalidArgument(f"schedule {text!r}: bad field {exc}") from None
         weekdays = frozenset(d % 7 for d in sets[4])  # 7 is Sunday too
-        return cls(*sets[:4], weekdays, fields[2] == "*", fields[4] == "*")
+        minutes, hours, days, months = sets[:4]
+        return cls(minutes, hours, days, months, weekdays, fields[2] == "*", fields[4] == "*")
 
     def _day_matches(self, t: datetime) -> bool:
         by_day = t.day in self.days

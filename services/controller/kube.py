@@ -16,21 +16,29 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from reservoir.controller.resources import GROUP, VERSION, volume_labels
 from reservoir.errors import AlreadyExists, FailedPrecondition
 
+if TYPE_CHECKING:
+    import urllib3
+
 Obj = dict[str, Any]
+
+# _BODY: a body is given as the API's JSON (a dict) where the client's annotations
+# ask for its model (V1Lease...): the client's calls are pydantic `validate_call`s,
+# which make the model of the dict (hence the `type: ignore[arg-type]` of each).
 
 NOT_FOUND = 404
 CONFLICT = 409
@@ -46,13 +54,21 @@ class SecretMissing(FailedPrecondition):
 def api_client(kubeconfig: str | None, user_agent: str) -> k8s.ApiClient:
     """A client from `kubeconfig`, else the pod's service account, else ~/.kube/config."""
     configuration = k8s.Configuration()
+    # kubernetes.config has no annotations (the client's API and models do): hence
+    # the ignores of the three calls below.
     try:
         if kubeconfig:
-            k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=configuration
+            )
         elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-            k8s_config.load_incluster_config(client_configuration=configuration)
+            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
         else:
-            k8s_config.load_kube_config(client_configuration=configuration)
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
     except (k8s_config.ConfigException, OSError) as exc:
         where = kubeconfig or "in-cluster or ~/.kube/config"
         raise FailedPrecondition(
@@ -67,8 +83,12 @@ def status_of(exc: BaseException) -> int:
     return exc.status if isinstance(exc, ApiException) and exc.status else 0
 
 
-def _json(response: Any) -> Obj:
-    return json.loads(response.data)
+def _json(response: object) -> Obj:
+    """The JSON body of a call made with `_preload_content=False`: the client
+    annotates every call with its model's type, but such a call returns the raw
+    urllib3 response."""
+    body: Obj = json.loads(cast("urllib3.BaseHTTPResponse", response).data)
+    return body
 
 
 def owned_by(obj: Obj, uid: str) -> bool:
@@ -98,7 +118,7 @@ class Kube:
 
     # -- our resources ---------------------------------------------------------------
 
-    def _lister(self, plural: str) -> tuple[Any, tuple[Any, ...]]:
+    def _lister(self, plural: str) -> tuple[Callable[..., object], tuple[str, ...]]:
         if self.namespace:
             return self._custom.list_namespaced_custom_object, (
                 GROUP,
@@ -108,10 +128,12 @@ class Kube:
             )
         return self._custom.list_cluster_custom_object, (GROUP, VERSION, plural)
 
-    def list(self, plural: str) -> tuple[list[Obj], str]:
+    # `builtins.list` in this class's annotations: there, `list` is this method.
+    def list(self, plural: str) -> tuple[builtins.list[Obj], str]:
         """Every object of `plural`, and the resourceVersion to watch from."""
         func, args = self._lister(plural)
-        answer = func(*args, _request_timeout=self.timeout)
+        # A custom object list: the client gives the API's JSON (type `object`).
+        answer = cast(Obj, func(*args, _request_timeout=self.timeout))
         return list(answer.get("items") or []), answer["metadata"].get("resourceVersion", "")
 
     def watch(
@@ -120,7 +142,8 @@ class Kube:
         """(ADDED|MODIFIED|DELETED, object) after `resource_version`, for at most
         `timeout_s`. An expired version raises ApiException 410: list again."""
         func, args = self._lister(plural)
-        stream = k8s_watch.Watch().stream(
+        # kubernetes.watch has no annotations: its events are the API's JSON.
+        stream = k8s_watch.Watch().stream(  # type: ignore[no-untyped-call]
             func,
             *args,
             resource_version=resource_version,
@@ -136,7 +159,7 @@ class Kube:
 
     def patch_status(self, plural: str, namespace: str, name: str, status: Obj) -> Obj:
         """A JSON merge patch of the status: a key given as None is removed."""
-        return self._custom.patch_namespaced_custom_object_status(
+        answer = self._custom.patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
             namespace,
@@ -145,16 +168,23 @@ class Kube:
             {"status": status},
             _request_timeout=self.timeout,
         )
+        return cast(Obj, answer)  # a custom object: the API's JSON (type `object`)
 
     def set_finalizers(
-        self, plural: str, namespace: str, name: str, finalizers: list[str], resource_version: str
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        finalizers: builtins.list[str],
+        resource_version: str,
     ) -> Obj:
         """Replace the finalizers, only if the object is still at `resource_version`
         (409 otherwise), so a finalizer someone else added in between is not lost."""
         body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
-        return self._custom.patch_namespaced_custom_object(
+        answer = self._custom.patch_namespaced_custom_object(
             GROUP, VERSION, namespace, plural, name, body, _request_timeout=self.timeout
         )
+        return cast(Obj, answer)  # a custom object: the API's JSON (type `object`)
 
     def record_event(self, obj: Obj, kind: str, reason: str, message: str) -> None:
         """A core/v1 Event about `obj`, as `kubectl describe` and `get events` show."""
@@ -181,7 +211,10 @@ class Kube:
             "count": 1,
         }
         self._core.create_namespaced_event(
-            m["namespace"], event, _preload_content=False, _request_timeout=self.timeout
+            m["namespace"],
+            event,  # type: ignore[arg-type]  # the client makes the model of it: see _BODY
+            _preload_content=False,
+            _request_timeout=self.timeout,
         )
 
     # -- secrets -----------------------------------------------------------------------
@@ -218,7 +251,7 @@ class Kube:
 
     # -- volumes -----------------------------------------------------------------------
 
-    def _read(self, call: Any) -> Obj | None:
+    def _read(self, call: Callable[..., object]) -> Obj | None:
         try:
             return _json(call(_preload_content=False, _request_timeout=self.timeout))
         except ApiException as exc:
@@ -250,18 +283,23 @@ class Kube:
         if old_pv is None:
             self._create(
                 lambda: self._core.create_persistent_volume(
-                    pv, _preload_content=False, _request_timeout=self.timeout
+                    pv,  # type: ignore[arg-type]  # the client makes the model of it: see _BODY
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
                 )
             )
         if old_pvc is None:
             self._create(
                 lambda: self._core.create_namespaced_persistent_volume_claim(
-                    namespace, pvc, _preload_content=False, _request_timeout=self.timeout
+                    namespace,
+                    pvc,  # type: ignore[arg-type]  # the client makes the model of it: see _BODY
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
                 )
             )
 
     @staticmethod
-    def _create(call: Any) -> None:
+    def _create(call: Callable[[], object]) -> None:
         try:
             call()
         except ApiException as exc:
@@ -287,7 +325,7 @@ class Kube:
         if volume is not None and labelled(volume, volume_labels(namespace, pvc)):
             self._delete(lambda **kw: self._core.delete_persistent_volume(pv, **kw), volume)
 
-    def _delete(self, call: Any, obj: Obj) -> None:
+    def _delete(self, call: Callable[..., object], obj: Obj) -> None:
         uid = obj["metadata"]["uid"]
         try:
             call(
@@ -317,7 +355,10 @@ class Kube:
         """409 if someone created it first."""
         return _json(
             self._coordination.create_namespaced_lease(
-                namespace, body, _preload_content=False, _request_timeout=self.timeout
+                namespace,
+                body,  # type: ignore[arg-type]  # the client makes the model of it: see _BODY
+                _preload_content=False,
+                _request_timeout=self.timeout,
             )
         )
 
@@ -325,6 +366,10 @@ class Kube:
         """409 unless body's resourceVersion is still the Lease's: one writer wins."""
         return _json(
             self._coordination.replace_namespaced_lease(
-                name, namespace, body, _preload_content=False, _request_timeout=self.timeout
+                name,
+                namespace,
+                body,  # type: ignore[arg-type]  # the client makes the model of it: see _BODY
+                _preload_content=False,
+                _request_timeout=self.timeout,
             )
         )

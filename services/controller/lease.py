@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from reservoir.controller.kube import Kube

@@ -52,9 +52,9 @@ class BlockMap:
         holders: dict[int, list[str]] = {}
         fid = file_id(info.path, info.version)
         for key, _ in await self._kv.scan(keys.file_blocks(dataset, fid)):
-            index, worker_id = key.rsplit("/", 2)[-2:]
+            held_index, worker_id = key.rsplit("/", 2)[-2:]
             if worker_id in address:
-                holders.setdefault(int(index), []).append(address[worker_id])
+                holders.setdefault(int(held_index), []).append(address[worker_id])
         blocks = []
         for index in range(block_count(info.size, ds.block_size)):
             offset, length = block_span(index, ds.block_size, info.size)

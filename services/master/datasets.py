@@ -15,6 +15,7 @@ left by an earlier leader or by a stopped master, and DELETING ones left mid-del
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -129,7 +130,7 @@ class Datasets:
             raise NotFound(f"no such file or directory: {name}/{path}")
         return types_pb2.DirEntry(path=path, file=types_pb2.FileInfo.FromString(value))
 
-    async def list_directory(self, name: str, path: str) -> list[types_pb2.DirEntry]:
+    async def list_directory(self, name: str, path: str) -> builtins.list[types_pb2.DirEntry]:
         """The entries of directory `path`, or the file itself when `path` is one."""
         entry = await self.stat(name, path)
         if not entry.is_dir:

@@ -52,7 +52,9 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
     # -- workers -------------------------------------------------------------------
 
     async def RegisterWorker(
-        self, request: pb.RegisterWorkerRequest, context: Context
+        self,
+        request: pb.RegisterWorkerRequest,
+        context: Context[pb.RegisterWorkerRequest, pb.RegisterWorkerResponse],
     ) -> pb.RegisterWorkerResponse:
         lease = await self._write(
             self._workers.register(request.worker_id, request.address, list(request.tiers))
@@ -60,7 +62,9 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
         return pb.RegisterWorkerResponse(lease_id=lease, lease_ttl_seconds=self._workers.lease_ttl)
 
     async def Heartbeat(
-        self, request: pb.HeartbeatRequest, context: Context
+        self,
+        request: pb.HeartbeatRequest,
+        context: Context[pb.HeartbeatRequest, pb.HeartbeatResponse],
     ) -> pb.HeartbeatResponse:
         await self._write(
             self._workers.heartbeat(request.worker_id, request.lease_id, list(request.tiers))
@@ -68,14 +72,18 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
         return pb.HeartbeatResponse()
 
     async def ListWorkers(
-        self, request: pb.ListWorkersRequest, context: Context
+        self,
+        request: pb.ListWorkersRequest,
+        context: Context[pb.ListWorkersRequest, pb.ListWorkersResponse],
     ) -> pb.ListWorkersResponse:
         return pb.ListWorkersResponse(workers=await self._workers.list())
 
     # -- datasets ------------------------------------------------------------------
 
     async def CreateDataset(
-        self, request: pb.CreateDatasetRequest, context: Context
+        self,
+        request: pb.CreateDatasetRequest,
+        context: Context[pb.CreateDatasetRequest, pb.CreateDatasetResponse],
     ) -> pb.CreateDatasetResponse:
         dataset = await self._write(
             self._datasets.create(
@@ -85,26 +93,34 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
         return pb.CreateDatasetResponse(dataset=await self._shown(dataset))
 
     async def GetDataset(
-        self, request: pb.GetDatasetRequest, context: Context
+        self,
+        request: pb.GetDatasetRequest,
+        context: Context[pb.GetDatasetRequest, pb.GetDatasetResponse],
     ) -> pb.GetDatasetResponse:
         return pb.GetDatasetResponse(
             dataset=await self._shown(await self._datasets.get(request.name))
         )
 
     async def ListDatasets(
-        self, request: pb.ListDatasetsRequest, context: Context
+        self,
+        request: pb.ListDatasetsRequest,
+        context: Context[pb.ListDatasetsRequest, pb.ListDatasetsResponse],
     ) -> pb.ListDatasetsResponse:
         shown = [await self._shown(d) for d in await self._datasets.list()]
         return pb.ListDatasetsResponse(datasets=shown)
 
     async def DeleteDataset(
-        self, request: pb.DeleteDatasetRequest, context: Context
+        self,
+        request: pb.DeleteDatasetRequest,
+        context: Context[pb.DeleteDatasetRequest, pb.DeleteDatasetResponse],
     ) -> pb.DeleteDatasetResponse:
         await self._write(self._datasets.delete(request.name))
         return pb.DeleteDatasetResponse()
 
     async def SyncDataset(
-        self, request: pb.SyncDatasetRequest, context: Context
+        self,
+        request: pb.SyncDatasetRequest,
+        context: Context[pb.SyncDatasetRequest, pb.SyncDatasetResponse],
     ) -> pb.SyncDatasetResponse:
         dataset, added, changed, removed = await self._write(self._datasets.sync(request.name))
         return pb.SyncDatasetResponse(
@@ -112,36 +128,48 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
         )
 
     async def UpdateCredentials(
-        self, request: pb.UpdateCredentialsRequest, context: Context
+        self,
+        request: pb.UpdateCredentialsRequest,
+        context: Context[pb.UpdateCredentialsRequest, pb.UpdateCredentialsResponse],
     ) -> pb.UpdateCredentialsResponse:
         dataset = await self._write(
             self._datasets.update_credentials(request.name, dict(request.credentials))
         )
         return pb.UpdateCredentialsResponse(dataset=await self._shown(dataset))
 
-    async def GetMount(self, request: pb.GetMountRequest, context: Context) -> pb.GetMountResponse:
+    async def GetMount(
+        self, request: pb.GetMountRequest, context: Context[pb.GetMountRequest, pb.GetMountResponse]
+    ) -> pb.GetMountResponse:
         dataset = await self._datasets.get(request.dataset)
         return pb.GetMountResponse(mount_uri=dataset.mount_uri, options=dataset.options)
 
     # -- files and blocks ----------------------------------------------------------
 
     async def ListDirectory(
-        self, request: pb.ListDirectoryRequest, context: Context
+        self,
+        request: pb.ListDirectoryRequest,
+        context: Context[pb.ListDirectoryRequest, pb.ListDirectoryResponse],
     ) -> pb.ListDirectoryResponse:
         entries = await self._datasets.list_directory(request.dataset, request.path)
         return pb.ListDirectoryResponse(entries=entries)
 
-    async def StatPath(self, request: pb.StatPathRequest, context: Context) -> pb.StatPathResponse:
+    async def StatPath(
+        self, request: pb.StatPathRequest, context: Context[pb.StatPathRequest, pb.StatPathResponse]
+    ) -> pb.StatPathResponse:
         return pb.StatPathResponse(entry=await self._datasets.stat(request.dataset, request.path))
 
     async def GetBlockLocations(
-        self, request: pb.GetBlockLocationsRequest, context: Context
+        self,
+        request: pb.GetBlockLocationsRequest,
+        context: Context[pb.GetBlockLocationsRequest, pb.GetBlockLocationsResponse],
     ) -> pb.GetBlockLocationsResponse:
         info, block_size, blocks = await self._blocks.locations(request.dataset, request.path)
         return pb.GetBlockLocationsResponse(file=info, block_size=block_size, blocks=blocks)
 
     async def ReportBlocks(
-        self, request: pb.ReportBlocksRequest, context: Context
+        self,
+        request: pb.ReportBlocksRequest,
+        context: Context[pb.ReportBlocksRequest, pb.ReportBlocksResponse],
     ) -> pb.ReportBlocksResponse:
         await self._write(self._blocks.report(request))
         return pb.ReportBlocksResponse()
@@ -149,12 +177,16 @@ class MasterServicer(master_pb2_grpc.MasterServiceServicer):
     # -- preload -------------------------------------------------------------------
 
     async def StartLoad(
-        self, request: pb.StartLoadRequest, context: Context
+        self,
+        request: pb.StartLoadRequest,
+        context: Context[pb.StartLoadRequest, pb.StartLoadResponse],
     ) -> pb.StartLoadResponse:
         job = await self._write(
             self._loads.start(request.dataset, list(request.paths), request.request_id)
         )
         return pb.StartLoadResponse(job=job)
 
-    async def GetLoad(self, request: pb.GetLoadRequest, context: Context) -> pb.GetLoadResponse:
+    async def GetLoad(
+        self, request: pb.GetLoadRequest, context: Context[pb.GetLoadRequest, pb.GetLoadResponse]
+    ) -> pb.GetLoadResponse:
         return pb.GetLoadResponse(job=await self._loads.get(request.id))

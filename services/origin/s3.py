@@ -278,9 +278,9 @@ class S3Origin:
         candidates = [path for path in held if path not in parents]
         for start in range(0, len(candidates), HEAD_CONCURRENCY):
             batch = candidates[start : start + HEAD_CONCURRENCY]
-            for info in await asyncio.gather(*(self._empty_file(path) for path in batch)):
-                if info is not None:
-                    yield info
+            for empty in await asyncio.gather(*(self._empty_file(path) for path in batch)):
+                if empty is not None:
+                    yield empty
 
     async def _empty_file(self, path: str) -> ObjectInfo | None:
         """The empty file at `path`, or None when only a `path/` marker is there."""

@@ -57,14 +57,17 @@ def read_block(channel: grpc.Channel | grpc.aio.Channel) -> Callable[..., Any]:
         METHOD,
         request_serializer=worker_pb2.ReadBlockRequest.SerializeToString,
         response_deserializer=decode,
-        _registered_method=True,
+        # As the generated stubs do. grpcio takes this private flag; types-grpcio leaves
+        # it out of Channel.unary_stream.
+        _registered_method=True,  # type: ignore[call-arg]
     )
 
 
 def add_worker_service(servicer: Any, server: grpc.aio.Server) -> None:
     """Serve WorkerService as the generated code does, but with ReadBlock's responses
     encoded by `encode`: the servicer yields the data (bytes or a view), not messages."""
-    handlers = {
+    # Handlers of different message types, as method_handlers_generic_handler takes them.
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "ReadBlock": grpc.unary_stream_rpc_method_handler(
             servicer.ReadBlock,
             request_deserializer=worker_pb2.ReadBlockRequest.FromString,

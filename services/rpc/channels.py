@@ -26,7 +26,8 @@ class WorkerStub(worker_pb2_grpc.WorkerServiceStub):
     """The generated stub, with ReadBlock yielding each message's data as a view."""
 
     def __init__(self, channel: grpc.Channel | grpc.aio.Channel) -> None:
-        super().__init__(channel)
+        # grpc_tools writes no types for *_pb2_grpc (the generated __init__ is unannotated).
+        super().__init__(channel)  # type: ignore[no-untyped-call]
         self.ReadBlock = block_stream.read_block(channel)
 
 

@@ -40,7 +40,7 @@ def parse_addresses(masters: str | Sequence[str]) -> list[str]:
 
 def error_from(exc: grpc.RpcError, address: str) -> ReservoirError:
     """The Reservoir error that a gRPC status from `address` stands for."""
-    code, details = exc.code(), exc.details() or ""  # type: ignore[attr-defined]
+    code, details = exc.code(), exc.details() or ""
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return Unavailable(f"the master at {address} did not answer in time")
     if code == grpc.StatusCode.UNAVAILABLE and _trailer(exc, APP_ERROR_KEY) is None:
@@ -49,9 +49,9 @@ def error_from(exc: grpc.RpcError, address: str) -> ReservoirError:
 
 
 def _trailer(exc: grpc.RpcError, key: str) -> str | None:
-    for k, v in exc.trailing_metadata() or ():  # type: ignore[attr-defined]
-        if k == key:
-            return str(v)
+    for item in exc.trailing_metadata() or ():  # grpcio's _Metadatum: a (key, value) namedtuple
+        if item.key == key:
+            return str(item.value)
     return None
 
 
@@ -68,7 +68,8 @@ class MasterClient:
         if address not in self._stubs:
             channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
             self._channels.append(channel)
-            self._stubs[address] = master_pb2_grpc.MasterServiceStub(traced_channel(channel))
+            # grpc_tools writes no types for *_pb2_grpc (the generated __init__ is unannotated).
+            self._stubs[address] = master_pb2_grpc.MasterServiceStub(traced_channel(channel))  # type: ignore[no-untyped-call]
         return self._stubs[address]
 
     def call(self, method: str, request: Any, *, timeout: float = DEFAULT_TIMEOUT) -> Any:

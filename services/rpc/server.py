@@ -12,7 +12,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Never, TypeAlias, TypeVar, cast
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -35,6 +35,20 @@ CHANNEL_OPTIONS = [
 LEADER_KEY = "reservoir-leader"
 APP_ERROR_KEY = "reservoir-error"
 
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+if TYPE_CHECKING:  # grpc.aio.ServicerContext is not subscriptable at run time
+    # A grpc.aio servicer's behaviours. types-grpcio types RpcMethodHandler's as the
+    # synchronous server calls them (a plain return or an Iterator, given a
+    # grpc.ServicerContext); grpc.aio calls a coroutine function or an async generator
+    # with its own context.
+    _AioUnaryUnary: TypeAlias = Callable[
+        [_Request, grpc.aio.ServicerContext[_Request, _Response]], Awaitable[_Response]
+    ]
+    _AioUnaryStream: TypeAlias = Callable[
+        [_Request, grpc.aio.ServicerContext[_Request, _Response]], AsyncIterator[_Response]
+    ]
+
 
 @dataclass(frozen=True)
 class Service:
@@ -45,7 +59,7 @@ class Service:
     add: Callable[[Any, grpc.aio.Server], None]
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+async def _abort(context: grpc.aio.ServicerContext[_Request, _Response], exc: Exception) -> Never:
     if isinstance(exc, grpc.aio.AbortError):
         raise exc  # the handler aborted by itself
     trailer: list[tuple[str, str]] = [(APP_ERROR_KEY, "1")]
@@ -64,17 +78,22 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:
 class _ErrorMapping(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Request, _Response] | None]
+        ],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[_Request, _Response] | None:
         handler = await continuation(details)
         # Ours: the mesh's services and the CSI plugin's (csi.v1), not health or reflection.
-        if handler is None or not details.method.startswith(("/reservoir.", "/csi.")):  # type: ignore[attr-defined]
+        if handler is None or not details.method.startswith(("/reservoir.", "/csi.")):
             return handler
         if handler.unary_unary:
-            inner = handler.unary_unary
+            # Our servicers' methods are coroutine functions (see _AioUnaryUnary).
+            inner = cast("_AioUnaryUnary[_Request, _Response]", handler.unary_unary)
 
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary_unary(
+                request: _Request, context: grpc.aio.ServicerContext[_Request, _Response]
+            ) -> _Response:
                 try:
                     return await inner(request, context)
                 except Exception as exc:
@@ -84,11 +103,12 @@ class _ErrorMapping(grpc.aio.ServerInterceptor):
                 unary_unary, handler.request_deserializer, handler.response_serializer
             )
         if handler.unary_stream:
-            stream = handler.unary_stream
+            # Our servicers' streaming methods are async generators (see _AioUnaryStream).
+            stream = cast("_AioUnaryStream[_Request, _Response]", handler.unary_stream)
 
             async def unary_stream(
-                request: Any, context: grpc.aio.ServicerContext
-            ) -> AsyncIterator[Any]:
+                request: _Request, context: grpc.aio.ServicerContext[_Request, _Response]
+            ) -> AsyncIterator[_Response]:
                 try:
                     async for item in stream(request, context):
                         yield item

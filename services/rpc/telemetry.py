@@ -9,7 +9,6 @@ gRPC metadata, so one trace follows a call from the client through the mesh.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import grpc
 from opentelemetry import trace
@@ -17,8 +16,8 @@ from opentelemetry.instrumentation.grpc import (
     aio_client_interceptors,
     aio_server_interceptor,
     client_interceptor,
-    intercept_channel,
 )
+from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -53,13 +52,20 @@ def _exporter(name: str) -> SpanExporter:
     raise InvalidArgument(f"OTEL_TRACES_EXPORTER={name!r}: Reservoir knows console, otlp, none")
 
 
-def server_interceptors() -> list[Any]:
-    return [aio_server_interceptor()]
+# opentelemetry-instrumentation-grpc is marked typed (py.typed) but leaves these
+# factories unannotated: the types below are those of the objects they return
+# (OpenTelemetryAioServerInterceptor, the four *AioClientInterceptor, an
+# _InterceptorChannel).
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor()  # type: ignore[no-untyped-call]
+    return [interceptor]
 
 
-def client_aio_interceptors() -> list[Any]:
-    return list(aio_client_interceptors())
+def client_aio_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    interceptors: list[grpc.aio.ClientInterceptor] = aio_client_interceptors()  # type: ignore[no-untyped-call]
+    return list(interceptors)
 
 
 def traced_channel(channel: grpc.Channel) -> grpc.Channel:
-    return intercept_channel(channel, client_interceptor())
+    traced: grpc.Channel = intercept_channel(channel, client_interceptor())  # type: ignore[no-untyped-call]
+    return traced

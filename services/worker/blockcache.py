@@ -57,7 +57,7 @@ class BlockCache:
         self._origins = origins
         self._peers = peers
         self._address = address
-        self.flights: SingleFlight[BlockId, Fill] = SingleFlight()
+        self.flights: SingleFlight[BlockId, asyncio.Future[Fill]] = SingleFlight()
         self.metrics = WorkerMetrics(store, lambda: len(self.flights))
         self._tasks: set[asyncio.Task[None]] = set()
 

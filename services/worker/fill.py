@@ -78,10 +78,12 @@ class Fill:
         view = memoryview(self.buffer)
         position = offset
         while position < end:
+
+            def arrived(p: int = position) -> bool:
+                return self.filled > p or self.error is not None or self.done
+
             async with self._changed:
-                await self._changed.wait_for(
-                    lambda p=position: self.filled > p or self.error is not None or self.done
-                )
+                await self._changed.wait_for(arrived)
             if self.error is not None:
                 raise self.error
             available = min(self.filled, end)

@@ -23,7 +23,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
         self._cache = cache
 
     async def ReadBlock(
-        self, request: worker_pb2.ReadBlockRequest, context: Context
+        self,
+        request: worker_pb2.ReadBlockRequest,
+        context: Context[worker_pb2.ReadBlockRequest, bytes | memoryview],
     ) -> AsyncIterator[bytes | memoryview]:
         block = BlockId.from_proto(request.block)
         if request.offset + request.length >= 2**63:
@@ -35,7 +37,9 @@ class WorkerServicer(worker_pb2_grpc.WorkerServiceServicer):
             yield data
 
     async def CacheBlock(
-        self, request: worker_pb2.CacheBlockRequest, context: Context
+        self,
+        request: worker_pb2.CacheBlockRequest,
+        context: Context[worker_pb2.CacheBlockRequest, worker_pb2.CacheBlockResponse],
     ) -> worker_pb2.CacheBlockResponse:
         was_cached, length = await self._cache.ensure_cached(BlockId.from_proto(request.block))
         return worker_pb2.CacheBlockResponse(was_cached=was_cached, length=length)

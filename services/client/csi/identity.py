@@ -37,17 +37,25 @@ class Identity(csi_pb2_grpc.IdentityServicer):
         self.master = master
 
     async def GetPluginInfo(
-        self, request: pb.GetPluginInfoRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetPluginInfoRequest,
+        context: grpc.aio.ServicerContext[pb.GetPluginInfoRequest, pb.GetPluginInfoResponse],
     ) -> pb.GetPluginInfoResponse:
         return pb.GetPluginInfoResponse(name=DRIVER_NAME, vendor_version=_version())
 
     async def GetPluginCapabilities(
-        self, request: pb.GetPluginCapabilitiesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.GetPluginCapabilitiesRequest,
+        context: grpc.aio.ServicerContext[
+            pb.GetPluginCapabilitiesRequest, pb.GetPluginCapabilitiesResponse
+        ],
     ) -> pb.GetPluginCapabilitiesResponse:
         return pb.GetPluginCapabilitiesResponse()  # node-only: no CONTROLLER_SERVICE
 
     async def Probe(
-        self, request: pb.ProbeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ProbeRequest,
+        context: grpc.aio.ServicerContext[pb.ProbeRequest, pb.ProbeResponse],
     ) -> pb.ProbeResponse:
         """Healthy when a master answers: without one no volume can be published."""
         addresses = parse_addresses(self.master)
@@ -59,7 +67,11 @@ class Identity(csi_pb2_grpc.IdentityServicer):
 
 class Controller(csi_pb2_grpc.ControllerServicer):
     async def ControllerGetCapabilities(
-        self, request: pb.ControllerGetCapabilitiesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.ControllerGetCapabilitiesRequest,
+        context: grpc.aio.ServicerContext[
+            pb.ControllerGetCapabilitiesRequest, pb.ControllerGetCapabilitiesResponse
+        ],
     ) -> pb.ControllerGetCapabilitiesResponse:
         unknown = pb.ControllerServiceCapability.RPC(
             type=pb.ControllerServiceCapability.RPC.UNKNOWN

@@ -182,7 +182,9 @@ def kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _spawn(call: Callable[[Path], T], path: Path, done: Callable[..., None]) -> None:
+def _spawn(
+    call: Callable[[Path], T], path: Path, done: Callable[[T | None, OSError | None], None]
+) -> None:
     """Run call(path) in a daemon thread; done(result, error) when it returns."""
 
     def run() -> None:
@@ -211,7 +213,12 @@ def _bounded(call: Callable[[Path], T], path: Path, timeout: float) -> T:
     """call(path) in a thread of its own; TimeoutError if it takes over `timeout`."""
     outcome: list[tuple[T | None, OSError | None]] = []
     finished = threading.Event()
-    _spawn(call, path, lambda *got: (outcome.append(got), finished.set()))
+
+    def done(result: T | None, error: OSError | None) -> None:
+        outcome.append((result, error))
+        finished.set()
+
+    _spawn(call, path, done)
     if not finished.wait(timeout):
         raise TimeoutError(f"{path} did not answer within {timeout:.0f} s")
     result, error = outcome[0]

@@ -35,7 +35,11 @@ class Node(csi_pb2_grpc.NodeServicer):
         self.volumes = volumes
 
     async def NodePublishVolume(
-        self, request: pb.NodePublishVolumeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.NodePublishVolumeRequest,
+        context: grpc.aio.ServicerContext[
+            pb.NodePublishVolumeRequest, pb.NodePublishVolumeResponse
+        ],
     ) -> pb.NodePublishVolumeResponse:
         _require(request, "volume_id", "target_path")
         if not request.HasField("volume_capability"):
@@ -45,14 +49,22 @@ class Node(csi_pb2_grpc.NodeServicer):
         return pb.NodePublishVolumeResponse()
 
     async def NodeUnpublishVolume(
-        self, request: pb.NodeUnpublishVolumeRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.NodeUnpublishVolumeRequest,
+        context: grpc.aio.ServicerContext[
+            pb.NodeUnpublishVolumeRequest, pb.NodeUnpublishVolumeResponse
+        ],
     ) -> pb.NodeUnpublishVolumeResponse:
         _require(request, "volume_id", "target_path")
         await self.volumes.unpublish(request.volume_id, _absolute(request.target_path))
         return pb.NodeUnpublishVolumeResponse()
 
     async def NodeGetVolumeStats(
-        self, request: pb.NodeGetVolumeStatsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.NodeGetVolumeStatsRequest,
+        context: grpc.aio.ServicerContext[
+            pb.NodeGetVolumeStatsRequest, pb.NodeGetVolumeStatsResponse
+        ],
     ) -> pb.NodeGetVolumeStatsResponse:
         """What statfs(2) of the mount says: the dataset's size as total and used
         (a read-only volume has no room left), and its file count as inodes. A mount
@@ -93,7 +105,11 @@ class Node(csi_pb2_grpc.NodeServicer):
         )
 
     async def NodeGetCapabilities(
-        self, request: pb.NodeGetCapabilitiesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.NodeGetCapabilitiesRequest,
+        context: grpc.aio.ServicerContext[
+            pb.NodeGetCapabilitiesRequest, pb.NodeGetCapabilitiesResponse
+        ],
     ) -> pb.NodeGetCapabilitiesResponse:
         kinds = [
             pb.NodeServiceCapability.RPC.GET_VOLUME_STATS,
@@ -106,7 +122,9 @@ class Node(csi_pb2_grpc.NodeServicer):
         )
 
     async def NodeGetInfo(
-        self, request: pb.NodeGetInfoRequest, context: grpc.aio.ServicerContext
+        self,
+        request: pb.NodeGetInfoRequest,
+        context: grpc.aio.ServicerContext[pb.NodeGetInfoRequest, pb.NodeGetInfoResponse],
     ) -> pb.NodeGetInfoResponse:
         return pb.NodeGetInfoResponse(node_id=self.node_id)
 

@@ -20,8 +20,8 @@ import errno
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 import trio
@@ -55,7 +55,7 @@ async def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         raise _fuse_error(exc) from None
 
 
-def _answers(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def _answers(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """A handler whose errors (an unknown inode or handle, a bug) reach the kernel
     as FUSE errors, not pyfuse3's main loop."""
 
@@ -182,8 +182,12 @@ class ReadOnlyOperations(pyfuse3.Operations):
         self._replies[number] = _Reply()
         return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(number), keep_cache=handle.keep_cache)
 
+    # pyfuse3 annotates read() as returning bytes, but takes any buffer (it reads the
+    # answer through the buffer protocol): a view of the handle's buffer, not a copy.
     @_answers
-    async def read(self, fh: pyfuse3.FileHandleT, off: int, size: int) -> memoryview:
+    async def read(  # type: ignore[override]
+        self, fh: pyfuse3.FileHandleT, off: int, size: int
+    ) -> memoryview:
         handle, reply = self.files.get(fh), self._replies[fh]
         async with reply.turn:  # taken before the first await: the kernel's order
             if len(reply.buffer) < size:
