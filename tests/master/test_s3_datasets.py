@@ -11,7 +11,7 @@ import pytest
 from reservoir.client import Client, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from reservoir.processes import free_port
 from reservoir.v1 import master_pb2 as pb
-from tests.fixtures.mesh import Mesh, run_cli
+from tests.fixtures.mesh import Mesh, run_cli, wait_until
 from tests.fixtures.s3 import MotoServer
 
 
@@ -107,6 +107,10 @@ def test_rotated_credentials_replace_the_old_and_keep_the_cache(
     with cluster.client() as client:
         client.create_dataset("rotating", f"s3://{s3_bucket}/m", s3_server.options())
         assert client.read("rotating", "a.bin") == b"a" * 100_000
+        # The worker reports the block to the master after the read.
+        wait_until(
+            lambda: client.dataset("rotating").cached_bytes == 100_000, 15, "the block report"
+        )
         before = client.dataset("rotating")
 
         after = client.update_credentials("rotating", {"secret_access_key": "new-secret"})
