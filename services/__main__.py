@@ -2,6 +2,6 @@
 
 import sys
 
-from reservoir.client.cli import main
+from reservoir.cli import main
 
 sys.exit(main())

@@ -17,6 +17,13 @@ from reservoir import paths
 from reservoir.errors import InvalidArgument
 from reservoir.v1 import types_pb2
 
+# A dataset's block size when its creator names none: large enough that per-block
+# overheads vanish next to a 30 GB model, small enough that several workers share one
+# large file. The master accepts sizes within [MIN_BLOCK_SIZE, MAX_BLOCK_SIZE].
+DEFAULT_BLOCK_SIZE = 64 * 1024 * 1024
+MIN_BLOCK_SIZE = 64 * 1024
+MAX_BLOCK_SIZE = 4 * 1024 * 1024 * 1024
+
 # A block's bytes: as read from disk, or the buffer its fill wrote them into.
 BlockData: TypeAlias = bytes | mmap.mmap
 

@@ -1,4 +1,5 @@
-"""The client side of Reservoir: the library, and (in submodules) the command line."""
+"""The client side of Reservoir: the library, fsspec, and (in submodules) the FUSE view
+and the CSI node plugin built on it. The command line is `reservoir.cli`."""
 
 from reservoir.client.client import Client
 from reservoir.client.reader import ReaderConfig, ReservoirFile

@@ -5,15 +5,11 @@ Threads: one per kind lists and watches it into a cache (`informer`) and queues 
 keys that changed; the Lease elector campaigns and renews; WORKERS workers take due
 keys and reconcile them side by side, one key by one worker at a time (so a slow
 or unreachable master holds up one key, not every other behind it): observe (the
-cache, the master), plan (`planner`, pure), act (master over gRPC, Kubernetes),
-write the status, and queue the key again when the plan asks. Leadership is checked
-before each action and status write, not only when a key is taken. A replica that
-does not lead keeps its cache warm and does nothing else; on election it queues
-every key.
-
-A status write sends only what changed, with removed keys as null (a JSON merge patch
-keeps keys it is not told to drop); the watch event that echoes it is not a change,
-so the controller's own writes never queue a key again.
+cache, the master), plan (`planner`, pure), act (`act`: the master over gRPC,
+Kubernetes), write the status (`act` too), and queue the key again when the plan
+asks. Leadership is checked here before each action and status write, not only when a
+key is taken. A replica that does not lead keeps its cache warm and does nothing
+else; on election it queues every key.
 
 Secret values read for a mount are redacted (`***`) from every log record and every
 status message this process writes (`redact`).
@@ -21,14 +17,12 @@ status message this process writes (`redact`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
 import signal
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,21 +34,15 @@ from urllib3.exceptions import HTTPError
 from reservoir.client import types
 from reservoir.client.client import Client
 from reservoir.controller import reconcile as planner
+from reservoir.controller.act import Actor
 from reservoir.controller.health import STALE_S, Heartbeat, serve_health
 from reservoir.controller.informer import Informer
 from reservoir.controller.kube import CONFLICT, Kube, Obj, SecretMissing, api_client, status_of
 from reservoir.controller.lease import Elector, LeaseConfig
 from reservoir.controller.redact import Redactor
-from reservoir.controller.resources import (
-    DATALOADS,
-    DATASETS,
-    FINALIZER,
-    DataLoad,
-    Dataset,
-    SecretOption,
-)
+from reservoir.controller.resources import DATALOADS, DATASETS, DataLoad, Dataset
 from reservoir.controller.workqueue import WorkQueue
-from reservoir.errors import AlreadyExists, NotFound, ReservoirError, Unavailable
+from reservoir.errors import NotFound, ReservoirError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +88,7 @@ class Controller:
         self.queue = WorkQueue()
         self.informer = Informer(kube, (DATASETS, DATALOADS), self._changed)
         self.redactor = redactor or Redactor()
+        self.actor = Actor(kube, client, self.informer, self.redactor)
         self.heartbeat = Heartbeat()
         self.elector = Elector(
             kube, lease, on_elected=self._queue_all, worker_alive=self.heartbeat.healthy
@@ -201,11 +190,11 @@ class Controller:
         try:
             if plan.intent is not None:  # recorded before the master is asked
                 self._lead()
-                obj = self._write_status(plural, obj, plan.intent)
+                obj = self.actor.write_status(plural, obj, plan.intent)
             for action in plan.actions:
                 self._lead()
                 self.heartbeat.beat()
-                fragments.update(self._act(plural, obj, action))
+                fragments.update(self.actor.act(plural, obj, action))
                 released = released or isinstance(action, planner.RemoveFinalizer)
             if not fragments:  # nothing the master answered that must be kept
                 self._lead()
@@ -234,7 +223,7 @@ class Controller:
                 # The Dataset's cached figures have moved: show them now, not at the next refresh.
                 ns = obj["metadata"]["namespace"]
                 self.queue.put(f"{DATASETS}:{ns}/{obj['spec']['dataset']}")
-            self._write_status(plural, obj, status, RECORD_ATTEMPTS if fragments else 1)
+            self.actor.write_status(plural, obj, status, RECORD_ATTEMPTS if fragments else 1)
         if plan.master_actions or (plan.actions and plan.requeue_after == 0):
             self.queue.put(key)  # look at the master's answer at once
         elif plan.requeue_after is not None:
@@ -269,35 +258,11 @@ class Controller:
         if not self.elector.is_leader():
             return
         try:
-            self._write_status(plural, obj, status)
+            self.actor.write_status(plural, obj, status)
             if new and not transient:  # once per new reason: no event storm on retries
                 self.kube.record_event(obj, "Warning", "Failed", reason)
         except (ApiException, HTTPError, OSError) as write_error:
             log.warning("%s: writing status: %s", key, write_error)
-
-    def _write_status(
-        self, plural: str, obj: Obj, status: dict[str, Any], attempts: int = 1
-    ) -> Obj:
-        """Make the stored status `status` (keys it lacks are removed); the object as
-        written. `attempts` > 1 for a status that records what the master answered."""
-        if "message" in status:
-            status["message"] = self.redactor.redact(str(status["message"]))
-        old = obj.get("status") or {}
-        if status == old:
-            return obj  # nothing changed: no write, no watch event, no loop
-        patch = {**status, **{k: None for k in old if k not in status}}
-        m = obj["metadata"]
-        for attempt in range(1, attempts + 1):
-            try:
-                updated = self.kube.patch_status(plural, m["namespace"], m["name"], patch)
-                break
-            except (ApiException, HTTPError, OSError) as exc:
-                if attempt == attempts or status_of(exc) in (400, 404, 422):
-                    raise
-                log.warning("%s/%s: writing status: %s (again)", *_ns(m), exc)
-                time.sleep(0.5 * attempt)
-        self.informer.store(plural, "MODIFIED", updated, base=m["resourceVersion"])
-        return updated
 
     def _master_dataset(self, name: str) -> types.Dataset | None:
         try:
@@ -313,14 +278,6 @@ class Controller:
         names = sorted({ref.secret for ref in ds.mount.secret_options})
         return {name: self.kube.secret_version(ds.meta.namespace, name) for name in names}
 
-    def _secret_values(self, namespace: str, refs: tuple[SecretOption, ...]) -> dict[str, str]:
-        """The options these references name, their values kept out of every log."""
-        values = {}
-        for ref in refs:
-            values[ref.option] = self.kube.secret_value(namespace, ref.secret, ref.key)
-            self.redactor.add(values[ref.option])
-        return values
-
     def _job(self, job_id: str) -> types.LoadJob | None:
         if not job_id:
             return None
@@ -328,57 +285,6 @@ class Controller:
             return self.client.load_job(job_id)
         except NotFound:
             return None
-
-    def _act(self, plural: str, obj: Obj, action: planner.Action) -> dict[str, Any]:
-        """Carry out one action; status fields it produced (a load's job ID)."""
-        m = obj["metadata"]
-        match action:
-            case planner.AddFinalizer() | planner.RemoveFinalizer():
-                finalizers = [f for f in m.get("finalizers") or [] if f != FINALIZER]
-                if isinstance(action, planner.AddFinalizer):
-                    finalizers.append(FINALIZER)
-                updated = self.kube.set_finalizers(
-                    plural, m["namespace"], m["name"], finalizers, m["resourceVersion"]
-                )
-                obj["metadata"] = updated["metadata"]
-                self.informer.store(plural, "MODIFIED", updated, base=m["resourceVersion"])
-                log.info("%s/%s: finalizers %s", m["namespace"], m["name"], finalizers)
-            case planner.CreateDataset():
-                options = {
-                    **action.options,
-                    **self._secret_values(m["namespace"], action.secret_options),
-                }
-                log.info("creating dataset %s over %s on the master", action.name, action.uri)
-                with contextlib.suppress(AlreadyExists):  # made by us a moment ago
-                    self.client.create_dataset(
-                        action.name, action.uri, options, block_size=action.block_size
-                    )
-            case planner.DeleteDataset():
-                log.info("deleting dataset %s on the master", action.name)
-                with contextlib.suppress(NotFound):
-                    self.client.delete_dataset(action.name)
-            case planner.SyncDataset():
-                result = self.client.sync_dataset(action.name)
-                log.info(
-                    "synced %s: %d added, %d changed, %d removed",
-                    action.name,
-                    result.added,
-                    result.changed,
-                    result.removed,
-                )
-            case planner.UpdateCredentials():
-                credentials = self._secret_values(m["namespace"], action.secret_options)
-                self.client.update_credentials(action.name, credentials)
-                log.info("credentials of %s updated from their Secrets", action.name)
-            case planner.StartLoad():
-                job = self.client.load(action.dataset, action.paths, request_id=action.request_id)
-                log.info("load %s of %s started for %s/%s", job.id, action.dataset, *_ns(m))
-                return {action.record: job.id}
-            case planner.EnsureVolume():
-                self.kube.ensure_volume(action.pv, action.pvc, action.owner_uid)
-            case planner.DeleteVolume():
-                self.kube.delete_volume(action.pv, action.namespace, action.pvc, action.owner_uid)
-        return {}
 
     # -- running -----------------------------------------------------------------------
 
@@ -408,10 +314,6 @@ def _valid(obj: Obj) -> bool:
         return True
     except (ReservoirError, KeyError, TypeError, ValueError):
         return False
-
-
-def _ns(m: Obj) -> tuple[str, str]:
-    return m.get("namespace", ""), m.get("name", "")
 
 
 def _reason(exc: BaseException) -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reservoir import paths
-from reservoir.blocks import file_id
+from reservoir.blocks import DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, file_id
 from reservoir.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -47,11 +47,6 @@ from reservoir.v1 import master_pb2, types_pb2
 
 log = logging.getLogger(__name__)
 
-# Large enough that per-block overheads vanish next to a 30 GB model, small enough
-# that several workers share one large file.
-DEFAULT_BLOCK_SIZE = 64 * 1024 * 1024
-MIN_BLOCK_SIZE = 64 * 1024
-MAX_BLOCK_SIZE = 4 * 1024 * 1024 * 1024
 # ls reads this many keys per round trip.
 LS_PAGE = 1000
 # How often the leader looks for datasets that no listing of its own is completing:

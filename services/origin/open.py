@@ -16,7 +16,8 @@ from urllib.parse import unquote, urlsplit
 from reservoir.errors import InvalidArgument
 from reservoir.origin.base import Origin
 from reservoir.origin.local import LocalOrigin
-from reservoir.origin.s3 import S3Origin, S3Settings
+from reservoir.origin.s3 import S3Origin
+from reservoir.origin.s3_settings import S3Settings
 from reservoir.paths import normalize
 
 SECRET_OPTIONS = frozenset({"secret_access_key", "session_token"})

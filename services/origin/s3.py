@@ -2,15 +2,12 @@
 
 Design note
 -----------
-- Settings are explicit. `S3Settings.resolve` takes each option from `--option`, else
-  from the standard AWS environment variable named in `ENV_FALLBACKS`, and passes every
-  resolved value to obstore. That matters because obstore also reads `AWS_*` variables
-  by itself, and some of its own win over a passed value (`AWS_ENDPOINT_URL_S3` beats
-  `endpoint`), so we pass the endpoint under both names and `skip_signature` always.
-  Credentials travel as a set: if `--option` names a key, the key, secret and session
-  token all come from the options, never half from the environment. Without keys and
-  without `anonymous=true`, obstore's own chain applies (web identity, ECS/EKS
-  container credentials, EC2 instance metadata).
+- Settings are explicit (`s3_settings`): every resolved value is passed to obstore.
+  That matters because obstore also reads `AWS_*` variables by itself, and some of its
+  own win over a passed value (`AWS_ENDPOINT_URL_S3` beats `endpoint`), so we pass the
+  endpoint under both names and `skip_signature` always. Without keys and without
+  `anonymous=true`, obstore's own chain applies (web identity, ECS/EKS container
+  credentials, EC2 instance metadata).
 - Every call is bounded: connect, stall and whole-request timeouts plus a small retry
   budget (constants below) keep an unreachable endpoint to ~15 s at worst, after which
   the caller gets Unavailable naming the endpoint.
@@ -34,11 +31,9 @@ import atexit
 import functools
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import obstore
 from obstore.exceptions import (
@@ -49,29 +44,14 @@ from obstore.exceptions import (
 )
 from obstore.store import S3Store
 
-from reservoir.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    ReservoirError,
-    Unavailable,
-)
+from reservoir.errors import FailedPrecondition, NotFound, ReservoirError, Unavailable
 from reservoir.origin.base import ObjectInfo, changed_since_sync, check_range
+from reservoir.origin.s3_settings import DEFAULT_REGION, S3Settings
 from reservoir.paths import normalize
 
 if TYPE_CHECKING:
     from obstore import GetOptions, ObjectMeta
     from obstore.store import ClientConfig, RetryConfig
-
-# Where each option falls back to when `--option` does not set it, first match wins.
-ENV_FALLBACKS: Mapping[str, tuple[str, ...]] = {
-    "endpoint": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"),
-    "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
-    "access_key_id": ("AWS_ACCESS_KEY_ID",),
-    "secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
-    "session_token": ("AWS_SESSION_TOKEN",),
-}
-DEFAULT_REGION = "us-east-1"  # what AWS SDKs and obstore assume when none is given
 
 # A reachable endpoint accepts a connection in milliseconds; 3 s tolerates a busy one.
 CONNECT_TIMEOUT = "3s"
@@ -94,112 +74,11 @@ HEAD_CONCURRENCY = 16  # parallel HEADs when telling empty files from directory 
 # interpreter starts to finalize, which aborts the process (SIGABRT) now and then; a
 # short pause at exit lets them finish first (pyo3-async-runtimes shutdown race).
 SETTLE_AT_EXIT_S = 0.1
-# A bucket name as S3 and the common S3-compatible stores accept it (lenient on case).
-_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
 _STATUS = re.compile(r"status code: (\d{3})")
 _S3_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
 _S3_MESSAGE = re.compile(r"<Message>([^<]{1,300})</Message>")
 _NO_ETAG = "mtime-"  # prefix of the versions made up for objects without an ETag
 _OS_MESSAGE = re.compile(r'message: "([^"]+)"')
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """Everything needed to reach one bucket prefix; secrets stay out of repr()."""
-
-    bucket: str
-    prefix: str = ""
-    endpoint: str | None = None
-    region: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
-    anonymous: bool = False
-
-    @classmethod
-    def resolve(
-        cls, bucket: str, prefix: str, options: Mapping[str, str], environ: Mapping[str, str]
-    ) -> S3Settings:
-        """Options first, then `ENV_FALLBACKS`; InvalidArgument for what cannot work."""
-        if not _BUCKET.match(bucket):
-            raise InvalidArgument(
-                f"invalid bucket name {bucket!r}: 3 to 255 letters, digits, '.', '-' or '_', "
-                "starting and ending with a letter or digit"
-            )
-        anonymous = options.get("anonymous", "false").lower()
-        if anonymous not in ("true", "false"):
-            raise InvalidArgument(f"option anonymous must be true or false, not {anonymous!r}")
-
-        endpoint, endpoint_from = options.get("endpoint"), "option endpoint"
-        if not endpoint and (found := _from_env("endpoint", environ)):
-            endpoint, endpoint_from = found
-        if endpoint:
-            endpoint = _check_endpoint(endpoint, endpoint_from)
-        region = options.get("region") or _value(_from_env("region", environ))
-
-        creds = ("access_key_id", "secret_access_key", "session_token")
-        from_options = any(options.get(key) for key in creds)
-        key_id = secret = token = None
-        if anonymous == "true":
-            if from_options:
-                raise InvalidArgument(
-                    "anonymous=true sends no credentials: drop access_key_id, "
-                    "secret_access_key and session_token, or set anonymous=false"
-                )
-        elif from_options:
-            key_id, secret, token = (options.get(key) or None for key in creds)
-        else:
-            key_id, secret, token = (_value(_from_env(key, environ)) for key in creds)
-        if (key_id is None) != (secret is None) or (token and key_id is None):
-            where = "the options give" if from_options else "the environment gives"
-            raise InvalidArgument(
-                f"access_key_id and secret_access_key go together (and session_token needs "
-                f"both), but {where} only part of them (options access_key_id/"
-                "secret_access_key/session_token, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/"
-                "AWS_SESSION_TOKEN)"
-            )
-        return cls(
-            bucket=bucket,
-            prefix=prefix,
-            endpoint=endpoint or None,
-            region=region,
-            access_key_id=key_id,
-            secret_access_key=secret,
-            session_token=token,
-            anonymous=anonymous == "true",
-        )
-
-    @property
-    def display_endpoint(self) -> str:
-        """The endpoint as a person would call it, for messages."""
-        return self.endpoint or f"https://s3.{self.region or DEFAULT_REGION}.amazonaws.com"
-
-
-def _from_env(key: str, environ: Mapping[str, str]) -> tuple[str, str] | None:
-    """The first non-empty variable of `ENV_FALLBACKS[key]`, with its name."""
-    for var in ENV_FALLBACKS[key]:
-        if value := environ.get(var):
-            return value, var
-    return None
-
-
-def _value(found: tuple[str, str] | None) -> str | None:
-    return found[0] if found else None
-
-
-def _check_endpoint(endpoint: str, source: str) -> str:
-    parts = urlsplit(endpoint)
-    shown = f"={endpoint!r}" if "@" not in endpoint else ""  # user:password@ stays unsaid
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgument(
-            f"{source}{shown} is not an endpoint URL: write http://HOST:PORT or https://HOST"
-        )
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise InvalidArgument(
-            f"{source} must be a plain http(s)://HOST[:PORT] URL, without credentials, "
-            "query or fragment"
-        )
-    return endpoint.rstrip("/")
 
 
 class S3Origin:

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from reservoir.master.datasets import DEFAULT_BLOCK_SIZE
+from reservoir.blocks import DEFAULT_BLOCK_SIZE
 from reservoir.rpc.block_stream import add_worker_service
 from reservoir.rpc.channels import AsyncWorkerChannels
 from reservoir.rpc.master_client import MasterClient

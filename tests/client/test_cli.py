@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from reservoir.processes import free_port
-from tests.fixtures.mesh import Mesh, run_cli
+from tests.fixtures.mesh import Mesh, run_cli, wait_until
 
 
 @pytest.fixture
@@ -100,3 +104,47 @@ def test_bad_usage_exits_2(args: list[str]) -> None:
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr
     assert "usage: reservoir" in result.stderr
+
+
+def test_load_wait_prints_its_final_line_once(master: str, mesh: Mesh) -> None:
+    """Progress on stderr, the result on stdout: where both reach one place (a terminal,
+    a log, `2>&1`), the final state shows once."""
+    mesh.worker()
+    with mesh.client() as client:
+        wait_until(lambda: len(client.workers()) == 1, 30, "the worker to register")
+    loaded = run_cli("load", "demo", "--wait", master=master)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.count("\n") == 1 and "Succeeded (2/2 blocks" in loaded.stdout
+    final = loaded.stdout.strip()
+    both = (loaded.stdout + loaded.stderr).splitlines()
+    assert both.count(final) == 1, both
+    assert all(": Running (" in line for line in loaded.stderr.splitlines()), loaded.stderr
+
+
+def test_a_closed_pipe_ends_the_command_quietly(master: str) -> None:
+    """`reservoir ... | head -1`: the reader goes away before the output is written. The
+    command stops as Unix tools do (exit 0, or 141 as if killed by SIGPIPE), with no
+    traceback; and it does so with a real `head` too."""
+    for args in (["dataset", "get", "demo"], ["ls", "demo"], ["--json", "dataset", "list"]):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reservoir", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "RESERVOIR_MASTER": master},
+        )
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # before the command can write: every write hits EPIPE
+        stderr = process.stderr.read().decode()
+        code = process.wait(timeout=60)
+        assert code in (0, 141), (code, stderr)
+        assert stderr == "", stderr
+    piped = subprocess.run(
+        f"{shlex.quote(sys.executable)} -m reservoir dataset get demo | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RESERVOIR_MASTER": master},
+    )
+    assert piped.stdout == "name:        demo\n"
+    assert "Traceback" not in piped.stderr and piped.stderr == "", piped.stderr

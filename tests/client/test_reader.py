@@ -16,7 +16,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from reservoir.client import Client, cli
+from reservoir import cli
+from reservoir.client import Client
 from reservoir.client.reader import ReaderConfig, ReservoirFile
 from reservoir.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from reservoir.processes import free_port

@@ -176,7 +176,9 @@ def load_job(job: LoadJob) -> str:
 
 class LoadProgress:
     """A load's progress: a bar on a terminal, else a plain line whenever it moves
-    (at most once a second), so logs of scripted runs show it too."""
+    (at most once a second), so logs of scripted runs show it too. The final state is
+    not progress: the command prints it on stdout, and stdout and stderr often reach
+    the same place (a terminal, a log, `2>&1`), where it would show twice."""
 
     def __init__(self, total: int, stream: TextIO, *, terminal: bool, quiet: bool) -> None:
         self._bar = Progress(total, stream) if terminal and not quiet else None
@@ -186,9 +188,9 @@ class LoadProgress:
     def update(self, job: LoadJob) -> None:
         if self._bar:
             self._bar.update(job.loaded_bytes)
-        elif self._stream and job.loaded_blocks != self._last[0]:
+        elif self._stream and not job.done and job.loaded_blocks != self._last[0]:
             now = time.monotonic()
-            if now - self._last[1] >= 1.0 or job.done:
+            if now - self._last[1] >= 1.0:
                 self._last = (job.loaded_blocks, now)
                 print(load_job(job), file=self._stream, flush=True)
 
